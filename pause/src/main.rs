@@ -1,0 +1,46 @@
+//! pause: the process that holds a pod's namespaces.
+//!
+//! It is PID 1 of the pod sandbox: it exits 0 on SIGINT/SIGTERM, reaps every zombie
+//! re-parented to it, ignores every other catchable signal and otherwise sleeps.
+//! All platform code lives in `sys`; this file and `supervisor` hold the behaviour,
+//! which is the same on every platform.
+//!
+//! There is no Rust `main`: `sys` exports the C `main` and calls `run`, which keeps
+//! std's runtime set-up, its stdout buffer and the allocator out of the binary (one
+//! pause runs in every pod on every node, so bytes count).
+
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), no_main)]
+
+mod args;
+mod supervisor;
+// The only module allowed `unsafe`: the C entry point and nothing else (see ARCHITECTURE.md).
+#[allow(unsafe_code)]
+mod sys;
+
+/// The version given at build time through `PAUSE_VERSION` (validated by build.rs).
+const VERSION_LINE: &str = concat!("pause.rs ", env!("PAUSE_BUILD_VERSION"), "\n");
+
+/// The whole program; `args` excludes the program name. Returns the exit code.
+fn run<'a>(args: impl Iterator<Item = &'a [u8]>) -> i32 {
+    if args::wants_version(args) {
+        sys::write_stdout(VERSION_LINE.as_bytes());
+        return 0;
+    }
+    let not_pid1 = !sys::is_pid1();
+    match sys::Os::setup(not_pid1) {
+        Ok(mut os) => {
+            if not_pid1 {
+                // Not an error: pause sees use outside of infra containers (upstream).
+                sys::write_stderr_line(&[b"Warning: pause should be the first process"]);
+            }
+            supervisor::serve(&mut os)
+        }
+        Err(failure) => {
+            let step = failure.step.as_bytes();
+            sys::write_stderr_line(&[b"pause: ", step, b" failed: ", failure.reason.as_bytes()]);
+            failure.exit_code
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Linux: signals through signalfd(2), orphans adopted through PR_SET_CHILD_SUBREAPER.
+//!
+//! signalfd returns the raw signal number, so real-time signals (which `Signal` cannot
+//! name) are read and ignored like any other.
+
+use super::{block_signals, SetupFailure};
+use crate::supervisor;
+use nix::errno::Errno;
+use nix::sys::signalfd::SignalFd;
+
+pub(crate) struct Os {
+    signals: SignalFd,
+}
+
+impl Os {
+    /// Blocks signals, opens the signal source and, when pause is not PID 1, makes it a
+    /// subreaper so orphaned descendants are re-parented to it and reaped (catatonit
+    /// does this; upstream pause.c does not).
+    pub(crate) fn setup(not_pid1: bool) -> Result<Os, SetupFailure> {
+        let set = block_signals()?;
+        let signals =
+            SignalFd::new(&set).map_err(|err| SetupFailure::new("opening a signalfd", err, 2))?;
+        if not_pid1 {
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(|err| SetupFailure::new("becoming a child subreaper", err, 3))?;
+        }
+        Ok(Os { signals })
+    }
+}
+
+impl supervisor::Os for Os {
+    fn next_signal(&mut self) -> Result<i32, Errno> {
+        loop {
+            // A blocking signalfd never returns Ok(None); loop rather than assume it.
+            if let Some(info) = self.signals.read_signal()? {
+                return Ok(info.ssi_signo as i32);
+            }
+        }
+    }
+    fn reap_one(&mut self) -> Result<bool, Errno> {
+        super::reap_one()
+    }
+    fn log(&mut self, parts: &[&[u8]]) {
+        super::write_stderr_line(parts);
+    }
+    fn back_off(&mut self) {
+        super::back_off();
+    }
+}
