@@ -1,0 +1,223 @@
+//! Helpers for the integration tests: start the built pause, watch it through /proc,
+//! signal it and wait for it with a deadline.
+//!
+//! `PAUSE_BIN` overrides the binary under test: that is how a deliberately broken
+//! build (one that does not reap, say) is checked to fail these tests.
+
+#![allow(dead_code)] // each test file uses its own part of the helpers
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn pause_bin() -> PathBuf {
+    match std::env::var_os("PAUSE_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_pause")),
+    }
+}
+
+pub const VERSION: &str = env!("PAUSE_BUILD_VERSION");
+
+/// Polls `probe` every 10 ms until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to exit within `limit`; kills it and panics otherwise.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: Signal) {
+    kill(Pid::from_raw(pid as i32), sig).unwrap_or_else(|err| panic!("kill -{sig} {pid}: {err}"));
+}
+
+/// Sends a raw signal number (real-time signals have no `Signal` name).
+pub fn signal_raw(pid: u32, signo: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signo}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signo} {pid} failed");
+}
+
+/// One process as /proc/PID/stat shows it.
+pub struct Stat {
+    pub state: char,
+    pub ppid: u32,
+}
+
+/// Reads /proc/PID/stat; `None` once the process is gone (reaped).
+pub fn stat(pid: u32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid })
+}
+
+/// Every process whose parent is `ppid`, with its state.
+pub fn children_of(ppid: u32) -> Vec<(u32, char)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(stat) = stat(pid) {
+            if stat.ppid == ppid {
+                found.push((pid, stat.state));
+            }
+        }
+    }
+    found
+}
+
+/// True once pause has blocked its signals: from then on no catchable signal kills it.
+fn signals_blocked(pid: u32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let mask = status.lines().find_map(|line| line.strip_prefix("SigBlk:"));
+    mask.and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|bits| bits != 0)
+}
+
+/// True once `pid` runs the binary under test and has blocked its signals.
+pub fn pause_ready(pid: u32) -> bool {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let expected = fs::canonicalize(pause_bin()).ok();
+    exe.is_some() && exe == expected && signals_blocked(pid)
+}
+
+/// Starts pause as a plain child (not PID 1) and waits until it is ready.
+pub fn spawn_pause(args: &[&str]) -> Child {
+    let child = Command::new(pause_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pause");
+    let pid = child.id();
+    wait_for(
+        "pause to block its signals",
+        Duration::from_secs(10),
+        || pause_ready(pid).then_some(()),
+    );
+    child
+}
+
+/// pause as PID 1 of a new PID namespace, started by `unshare --pid --fork --mount-proc`.
+pub struct Pid1 {
+    pub unshare: Child,
+    /// pause's pid as seen from this (the parent) namespace.
+    pub host_pid: u32,
+}
+
+impl Pid1 {
+    pub fn start() -> Pid1 {
+        let unshare = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--"])
+            .arg(pause_bin())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare (util-linux); tests must run as root");
+        let unshare_pid = unshare.id();
+        let host_pid = wait_for(
+            "pause to start as PID 1 under unshare",
+            Duration::from_secs(10),
+            || {
+                children_of(unshare_pid)
+                    .into_iter()
+                    .map(|(pid, _)| pid)
+                    .find(|&pid| pause_ready(pid))
+            },
+        );
+        Pid1 { unshare, host_pid }
+    }
+
+    /// Runs `sh -c script` inside the namespace (so its orphans re-parent to pause),
+    /// with `stdin` as its standard input, and waits for it.
+    pub fn run_inside(&self, script: &str, stdin: Stdio) -> ExitStatus {
+        Command::new("nsenter")
+            .arg("--target")
+            .arg(self.host_pid.to_string())
+            .args(["--pid", "--", "sh", "-c", script])
+            .stdin(stdin)
+            .status()
+            .expect("run nsenter")
+    }
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        // Killing PID 1 ends the whole namespace, so nothing a test started outlives it.
+        let _ = kill(Pid::from_raw(self.host_pid as i32), Signal::SIGKILL);
+        let _ = self.unshare.wait();
+    }
+}
+
+/// Starts `n` processes inside the namespace of `pid1` that all block on one pipe, then
+/// lets their parent exit so they are orphans of pause. Dropping the returned writer
+/// makes every one of them exit at once.
+pub fn orphan_storm(pid1: &Pid1, n: usize) -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // `read` is a shell builtin, so each orphan is a fork with no exec: 10,000 start fast.
+    let script = format!("i=0; while [ $i -lt {n} ]; do read x <&3 & i=$((i+1)); done");
+    let script = format!("exec 3<&0; {script}");
+    let status = pid1.run_inside(&script, Stdio::from(reader));
+    assert!(
+        status.success(),
+        "starting {n} orphans in the namespace failed: {status}"
+    );
+    let orphans = wait_for(
+        "the orphans to be re-parented to pause",
+        Duration::from_secs(30),
+        || {
+            let count = children_of(pid1.host_pid).len();
+            (count >= n).then_some(count)
+        },
+    );
+    assert_eq!(
+        orphans, n,
+        "pause should have exactly the {n} orphans as children"
+    );
+    writer
+}
