@@ -20,9 +20,17 @@ impl Os {
         let set = block_signals()?;
         let signals =
             SignalFd::new(&set).map_err(|err| SetupFailure::new("opening a signalfd", err, 2))?;
+        // Subreaping is an addition over upstream that matters only outside a sandbox, so
+        // a kernel or emulator that refuses it (qemu-user 7.2 answers EINVAL) gets a
+        // warning, not a pause that will not start.
         if not_pid1 {
-            nix::sys::prctl::set_child_subreaper(true)
-                .map_err(|err| SetupFailure::new("becoming a child subreaper", err, 3))?;
+            if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+                super::write_stderr_line(&[
+                    b"pause: becoming a child subreaper failed: ",
+                    err.desc().as_bytes(),
+                    b"; orphans will be reaped by init instead",
+                ]);
+            }
         }
         Ok(Os { signals })
     }

@@ -27,7 +27,7 @@ cfg_if::cfg_if! {
     }
 }
 
-/// A set-up step that failed: pause exits with `exit_code` (upstream uses 1, 2, 3).
+/// A set-up step that failed: pause exits with `exit_code` (1 or 2, as upstream's steps).
 pub(crate) struct SetupFailure {
     pub(crate) step: &'static str,
     pub(crate) reason: &'static str,
