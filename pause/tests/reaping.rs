@@ -6,7 +6,7 @@ mod util;
 use nix::sys::signal::Signal;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use util::{children_of, pause_bin, signal, stat, wait_exit, wait_for, Pid1};
+use util::{children_of, pause_argv, signal, stat, wait_exit, wait_for, Pid1};
 
 #[test]
 fn ten_thousand_orphans_exiting_together_leave_no_zombie() {
@@ -63,7 +63,7 @@ fn not_pid1_adopts_and_reaps_an_orphaned_grandchild() {
     let script = format!(
         "sh -c 'sleep 0.5; sleep 1 & echo $! > {pid_file}' & exec {pause}",
         pid_file = pid_file.display(),
-        pause = pause_bin().display()
+        pause = pause_argv().join(" ")
     );
     let mut pause = Command::new("sh")
         .args(["-c", &script])

@@ -2,7 +2,9 @@
 //! signal it and wait for it with a deadline.
 //!
 //! `PAUSE_BIN` overrides the binary under test: that is how a deliberately broken
-//! build (one that does not reap, say) is checked to fail these tests.
+//! build (one that does not reap, say) is checked to fail these tests, and how
+//! `cargo xtask verify` runs them against each dist binary. `PAUSE_RUNNER` (e.g.
+//! `qemu-s390x-static`) runs that binary under an emulator.
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
@@ -21,6 +23,51 @@ pub fn pause_bin() -> PathBuf {
         None => PathBuf::from(env!("CARGO_BIN_EXE_pause")),
     }
 }
+
+/// The emulator the binary runs under, if any.
+pub fn runner() -> Option<PathBuf> {
+    std::env::var_os("PAUSE_RUNNER").map(PathBuf::from)
+}
+
+/// A command that runs the binary under test (through the runner when one is set).
+pub fn pause_command() -> Command {
+    match runner() {
+        Some(runner) => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(pause_bin());
+            cmd
+        }
+        None => Command::new(pause_bin()),
+    }
+}
+
+/// The program and arguments that start the binary under test, for `unshare` and `sh`.
+pub fn pause_argv() -> Vec<String> {
+    let cmd = pause_command();
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// What /proc/PID/exe shows once it runs: the runner (found on PATH), else the binary.
+fn expected_exe() -> Option<PathBuf> {
+    let program = match runner() {
+        Some(runner) if runner.components().count() == 1 => {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(&runner))
+                .find(|p| p.is_file())?
+        }
+        Some(runner) => runner,
+        None => pause_bin(),
+    };
+    fs::canonicalize(program).ok()
+}
+
+/// The line pause prints when the kernel (or qemu-user 7.2) refuses PR_SET_CHILD_SUBREAPER.
+pub const SUBREAPER_REFUSED: &str = "pause: becoming a child subreaper failed: Invalid argument; \
+     orphans will be reaped by init instead";
 
 pub const VERSION: &str = env!("PAUSE_BUILD_VERSION");
 
@@ -107,26 +154,27 @@ pub fn children_of(ppid: u32) -> Vec<(u32, char)> {
     found
 }
 
-/// True once pause has blocked its signals: from then on no catchable signal kills it.
-fn signals_blocked(pid: u32) -> bool {
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+/// True once pause has opened its signalfd, which it does right after blocking its
+/// signals: from then on no catchable signal kills it. (The host's SigBlk would not do:
+/// under qemu-user the guest's mask is emulated.)
+fn has_signalfd(pid: u32) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
-    let mask = status.lines().find_map(|line| line.strip_prefix("SigBlk:"));
-    mask.and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|bits| bits != 0)
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[signalfd]")
+    })
 }
 
-/// True once `pid` runs the binary under test and has blocked its signals.
+/// True once `pid` runs the binary under test and is ready for signals.
 pub fn pause_ready(pid: u32) -> bool {
     let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
-    let expected = fs::canonicalize(pause_bin()).ok();
-    exe.is_some() && exe == expected && signals_blocked(pid)
+    exe.is_some() && exe == expected_exe() && has_signalfd(pid)
 }
 
 /// Starts pause as a plain child (not PID 1) and waits until it is ready.
 pub fn spawn_pause(args: &[&str]) -> Child {
-    let child = Command::new(pause_bin())
+    let child = pause_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -153,7 +201,7 @@ impl Pid1 {
     pub fn start() -> Pid1 {
         let unshare = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--"])
-            .arg(pause_bin())
+            .args(pause_argv())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

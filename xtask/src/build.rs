@@ -1,0 +1,269 @@
+//! `cargo xtask build`: static pause binaries for every platform, in `target/dist/`.
+//!
+//! Builders:
+//! - `zig` (the default, no container engine): nightly with `-Zbuild-std` and
+//!   immediate-abort panics, linked against musl by zig. One toolchain for every arch.
+//! - `cross`: the same cargo invocation inside a builder container (see `cross.rs`).
+//! - `cargo`: plain stable cargo with rust-lld; only where rustup has a prebuilt musl std.
+
+use crate::flags::{self, Builder};
+use crate::platform::{self, Platform};
+use crate::tools::{self, ToolVersions};
+use crate::{elf, version};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xshell::{cmd, Shell};
+
+/// One built binary in `target/dist/`.
+pub(crate) struct DistBinary {
+    pub(crate) platform: &'static Platform,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+}
+
+/// What a dist binary was built from, written beside it as `<dist_name>.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct BuildRecord {
+    pub(crate) version: String,
+    pub(crate) target: String,
+    pub(crate) builder: String,
+    pub(crate) tools: ToolVersions,
+    pub(crate) sha256: String,
+}
+
+impl flags::Build {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        let platforms = platform::select(&self.arch)?;
+        let version = version::resolve(sh, self.version)?;
+        build(sh, &platforms, &version, self.builder)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn dist_dir(sh: &Shell) -> PathBuf {
+    sh.current_dir().join("target/dist")
+}
+
+/// Builds `platforms` in table order and returns the dist binaries.
+pub(crate) fn build(
+    sh: &Shell,
+    platforms: &[&'static Platform],
+    version: &str,
+    builder: Builder,
+) -> Result<Vec<DistBinary>> {
+    version::validate(version)?;
+    let root = sh.current_dir();
+    let dist = dist_dir(sh);
+    sh.create_dir(&dist)?;
+    let toolchain = Toolchain::prepare(sh, &root, builder)?;
+    let total = Instant::now();
+    let mut built = Vec::new();
+    for (idx, p) in platforms.iter().enumerate() {
+        let started = Instant::now();
+        eprintln!(
+            "[{}/{}] {} ({}) building with {builder}",
+            idx + 1,
+            platforms.len(),
+            p.arch,
+            p.triple
+        );
+        let dist_path = dist.join(p.dist_name);
+        // A failed build must not leave an older binary where this one belongs.
+        remove_if_exists(&dist_path)?;
+        remove_if_exists(&record_path(&dist_path))?;
+        let out = toolchain
+            .build(sh, &root, p, version)
+            .with_context(|| format!("building pause for {}", p.arch))?;
+        let (size, sha256) = install(&out, &dist_path)?;
+        let bin = DistBinary {
+            platform: p,
+            path: dist_path.clone(),
+            size,
+            sha256,
+        };
+        elf::check_static(&bin.path, p)?;
+        let record = BuildRecord {
+            version: version.to_string(),
+            target: p.triple.to_string(),
+            builder: builder.to_string(),
+            tools: toolchain.versions.clone(),
+            sha256: bin.sha256.clone(),
+        };
+        sh.write_file(
+            record_path(&dist_path),
+            serde_json::to_string_pretty(&record)?,
+        )?;
+        eprintln!(
+            "[{}/{}] {} done in {:.1}s: {} {} bytes sha256:{}",
+            idx + 1,
+            platforms.len(),
+            p.arch,
+            started.elapsed().as_secs_f64(),
+            bin.path.display(),
+            bin.size,
+            bin.sha256
+        );
+        built.push(bin);
+    }
+    eprintln!(
+        "built {} binaries in {:.1}s:",
+        built.len(),
+        total.elapsed().as_secs_f64()
+    );
+    for bin in &built {
+        let (arch, size, sha, path) =
+            (bin.platform.arch, bin.size, &bin.sha256, bin.path.display());
+        println!("{arch:<8} {size:>7} bytes  sha256:{sha}  {path}");
+    }
+    Ok(built)
+}
+
+pub(crate) fn record_path(dist_path: &Path) -> PathBuf {
+    dist_path.with_extension("json")
+}
+
+pub(crate) fn read_record(dist_path: &Path) -> Result<BuildRecord> {
+    let path = record_path(dist_path);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}; run `cargo xtask build` first", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Copies the cargo output to its dist path through a temporary file and a rename,
+/// so the dist path holds either nothing or a whole binary. Returns size and sha256.
+fn install(out: &Path, dist_path: &Path) -> Result<(u64, String)> {
+    let bytes = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
+    let tmp = dist_path.with_extension("partial");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    // World-executable: the image runs it as USER 65535.
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("making {} executable", tmp.display()))?;
+    std::fs::rename(&tmp, dist_path)
+        .with_context(|| format!("moving {} into place", dist_path.display()))?;
+    Ok((bytes.len() as u64, sha256_hex(&bytes)))
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// A prepared builder: tools installed, versions known.
+struct Toolchain {
+    builder: Builder,
+    versions: ToolVersions,
+    /// Added to PATH for the build (the venv with zig).
+    path_prefix: Option<PathBuf>,
+}
+
+impl Toolchain {
+    fn prepare(sh: &Shell, root: &Path, builder: Builder) -> Result<Toolchain> {
+        match builder {
+            Builder::Zig => {
+                let rustc = tools::ensure_nightly(sh)?;
+                let venv_bin = tools::ensure_zig(sh, root)?;
+                let linker = tools::zig_version(sh, &venv_bin)?;
+                Ok(Toolchain {
+                    builder,
+                    versions: ToolVersions { rustc, linker },
+                    path_prefix: Some(venv_bin),
+                })
+            }
+            Builder::Cargo => {
+                let rustc = cmd!(sh, "rustc -V").quiet().read()?;
+                let linker = "rust-lld (self-contained musl)".to_string();
+                Ok(Toolchain {
+                    builder,
+                    versions: ToolVersions { rustc, linker },
+                    path_prefix: None,
+                })
+            }
+        }
+    }
+
+    /// Runs cargo for one platform and returns the path of the binary it made.
+    fn build(&self, sh: &Shell, root: &Path, p: &Platform, version: &str) -> Result<PathBuf> {
+        let _env = sh.push_env("PAUSE_VERSION", version);
+        let _path = match &self.path_prefix {
+            Some(dir) => Some(sh.push_env("PATH", prepend_path(sh, dir)?)),
+            None => None,
+        };
+        let triple = p.triple;
+        match self.builder {
+            Builder::Zig => {
+                let config = release_config(sh, root, p)?;
+                let toolchain = format!("+{}", tools::NIGHTLY);
+                cmd!(sh, "cargo {toolchain} zigbuild --locked --release -p pause --target {triple} -Zbuild-std=std,panic_abort {config...}")
+                    .run()?;
+            }
+            Builder::Cargo => {
+                tools::ensure_target(sh, "stable", triple)?;
+                let linker = format!("target.{triple}.linker=\"rust-lld\"");
+                let flags = format!(
+                    "target.{triple}.rustflags=['-Clink-self-contained=yes','-Ctarget-feature=+crt-static','--remap-path-prefix={}=/pause']",
+                    root.display()
+                );
+                cmd!(sh, "cargo +stable build --locked --release -p pause --target {triple} --config {linker} --config {flags}")
+                    .run()?;
+            }
+        }
+        let out = root.join("target").join(triple).join("release/pause");
+        if !out.is_file() {
+            bail!("cargo finished but {} is missing", out.display());
+        }
+        Ok(out)
+    }
+}
+
+/// The `--config` arguments shared by the zig and cross builders: size flags, and path
+/// remapping so the build directory, cargo home and toolchain leave no trace.
+pub(crate) fn release_config(sh: &Shell, root: &Path, p: &Platform) -> Result<Vec<String>> {
+    let triple = p.triple;
+    let cargo_home = sh
+        .var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", sh.var("HOME").unwrap_or_default()));
+    let toolchain = tools::NIGHTLY;
+    let sysroot = cmd!(sh, "rustc +{toolchain} --print sysroot")
+        .quiet()
+        .read()?;
+    let rustflags = [
+        "-Zunstable-options".to_string(),
+        // No unwinding, no panic messages: std's panic machinery stays out.
+        "-Cpanic=immediate-abort".to_string(),
+        // zig supplies crt1.o and libc.a; rustc's own copies exist for few targets.
+        "-Clink-self-contained=no".to_string(),
+        // zig's lld warns about rustc's empty self-contained dir on every link.
+        "-Alinker-messages".to_string(),
+        format!("--remap-path-prefix={}=/pause", root.display()),
+        format!("--remap-path-prefix={cargo_home}=/cargo"),
+        format!("--remap-path-prefix={sysroot}=/rustc"),
+    ];
+    let list = rustflags
+        .iter()
+        .map(|flag| format!("'{flag}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(vec![
+        "--config".to_string(),
+        format!("target.{triple}.rustflags=[{list}]"),
+    ])
+}
+
+fn prepend_path(sh: &Shell, dir: &Path) -> Result<std::ffi::OsString> {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Some(old) = sh.var_os("PATH") {
+        paths.extend(std::env::split_paths(&old));
+    }
+    std::env::join_paths(paths).context("joining PATH")
+}

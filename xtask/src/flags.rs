@@ -1,0 +1,68 @@
+//! The command line of `cargo xtask`: one struct per command, run by its module.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, verify, package and publish the pause image"
+)]
+pub(crate) struct Xtask {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    Build(Build),
+    Verify(Verify),
+    Ci(Ci),
+    CiMatrix(CiMatrix),
+}
+
+/// Build static pause binaries into target/dist/pause-linux-<arch>.
+#[derive(Parser)]
+pub(crate) struct Build {
+    /// Comma-separated architectures from the platform table, or `all`.
+    #[arg(long, default_value = "all")]
+    pub(crate) arch: String,
+    /// The version `pause -v` prints and the image is tagged with (an OCI tag).
+    /// Default: derived from `git describe` (see README).
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    #[arg(long, value_enum, default_value_t = Builder::Zig)]
+    pub(crate) builder: Builder,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub(crate) enum Builder {
+    /// nightly build-std, linked by zig: every arch, no container engine.
+    Zig,
+    /// plain stable cargo with rust-lld: only arches with a prebuilt musl std.
+    Cargo,
+}
+
+impl std::fmt::Display for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
+    }
+}
+
+/// Run each dist binary under qemu-user: -v, signals, reaping as PID 1.
+#[derive(Parser)]
+pub(crate) struct Verify {
+    #[arg(long, default_value = "all")]
+    pub(crate) arch: String,
+}
+
+/// The whole test suite: fmt, clippy, tests, macOS checks, every arch under qemu.
+#[derive(Parser)]
+pub(crate) struct Ci {}
+
+/// Print the CI build matrix (from the platform table) as JSON.
+#[derive(Parser)]
+pub(crate) struct CiMatrix {}

@@ -1,0 +1,178 @@
+//! The platform table: the one place that names each architecture we build.
+//!
+//! Every other part (build, verify, image, CI matrix) looks rows up here. Names are
+//! never derived from each other by string edits: a row states each one as a fact.
+//! OCI names follow the image-index spec (GOARCH/GOARM values).
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Platform {
+    /// Our name for it: the `--arch` value and the per-arch tag suffix.
+    pub(crate) arch: &'static str,
+    /// The OCI `os`, `architecture` and `variant` of the image entry.
+    pub(crate) oci_os: &'static str,
+    pub(crate) oci_arch: &'static str,
+    pub(crate) oci_variant: Option<&'static str>,
+    /// The Rust target; musl everywhere, so binaries are static.
+    pub(crate) triple: &'static str,
+    /// The qemu-user binary that runs it on any host.
+    pub(crate) qemu: &'static str,
+    /// ELF `e_machine` and its name, to prove a binary is what it claims.
+    pub(crate) elf_machine: u16,
+    pub(crate) elf_machine_name: &'static str,
+    /// The file under `target/dist/` (upstream's `pause-linux-<arch>` naming).
+    pub(crate) dist_name: &'static str,
+    /// Required platforms are what clusters run; the others are wanted.
+    pub(crate) required: bool,
+}
+
+pub(crate) const PLATFORMS: &[Platform] = &[
+    Platform {
+        arch: "amd64",
+        oci_os: "linux",
+        oci_arch: "amd64",
+        oci_variant: None,
+        triple: "x86_64-unknown-linux-musl",
+        qemu: "qemu-x86_64-static",
+        elf_machine: object::elf::EM_X86_64,
+        elf_machine_name: "x86-64",
+        dist_name: "pause-linux-amd64",
+        required: true,
+    },
+    Platform {
+        arch: "arm64",
+        oci_os: "linux",
+        oci_arch: "arm64",
+        oci_variant: Some("v8"),
+        triple: "aarch64-unknown-linux-musl",
+        qemu: "qemu-aarch64-static",
+        elf_machine: object::elf::EM_AARCH64,
+        elf_machine_name: "AArch64",
+        dist_name: "pause-linux-arm64",
+        required: true,
+    },
+    Platform {
+        arch: "ppc64le",
+        oci_os: "linux",
+        oci_arch: "ppc64le",
+        oci_variant: None,
+        triple: "powerpc64le-unknown-linux-musl",
+        qemu: "qemu-ppc64le-static",
+        elf_machine: object::elf::EM_PPC64,
+        elf_machine_name: "PowerPC64",
+        dist_name: "pause-linux-ppc64le",
+        required: true,
+    },
+    Platform {
+        arch: "s390x",
+        oci_os: "linux",
+        oci_arch: "s390x",
+        oci_variant: None,
+        triple: "s390x-unknown-linux-musl",
+        qemu: "qemu-s390x-static",
+        elf_machine: object::elf::EM_S390,
+        elf_machine_name: "S/390",
+        dist_name: "pause-linux-s390x",
+        required: true,
+    },
+    Platform {
+        arch: "arm",
+        oci_os: "linux",
+        oci_arch: "arm",
+        oci_variant: Some("v7"),
+        triple: "armv7-unknown-linux-musleabihf",
+        qemu: "qemu-arm-static",
+        elf_machine: object::elf::EM_ARM,
+        elf_machine_name: "ARM",
+        dist_name: "pause-linux-arm",
+        required: false,
+    },
+    Platform {
+        arch: "riscv64",
+        oci_os: "linux",
+        oci_arch: "riscv64",
+        oci_variant: None,
+        triple: "riscv64gc-unknown-linux-musl",
+        qemu: "qemu-riscv64-static",
+        elf_machine: object::elf::EM_RISCV,
+        elf_machine_name: "RISC-V",
+        dist_name: "pause-linux-riscv64",
+        required: false,
+    },
+];
+
+/// Parses `--arch`: `all`, or a comma-separated list of table names, in table order.
+pub(crate) fn select(spec: &str) -> Result<Vec<&'static Platform>> {
+    if spec.trim() == "all" {
+        return Ok(PLATFORMS.iter().collect());
+    }
+    let mut wanted = Vec::new();
+    for name in spec.split(',').map(str::trim) {
+        match PLATFORMS.iter().find(|p| p.arch == name) {
+            Some(p) => wanted.push(p.arch),
+            None => bail!("unknown architecture {name:?}; known: {}, or all", known()),
+        }
+    }
+    Ok(PLATFORMS
+        .iter()
+        .filter(|p| wanted.contains(&p.arch))
+        .collect())
+}
+
+pub(crate) fn known() -> String {
+    PLATFORMS
+        .iter()
+        .map(|p| p.arch)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_unique_in_every_column() {
+        let columns: [fn(&Platform) -> &str; 5] = [
+            |p| p.arch,
+            |p| p.triple,
+            |p| p.qemu,
+            |p| p.dist_name,
+            |p| p.elf_machine_name,
+        ];
+        for column in columns {
+            let mut values: Vec<_> = PLATFORMS.iter().map(column).collect();
+            values.sort();
+            values.dedup();
+            assert_eq!(values.len(), PLATFORMS.len());
+        }
+    }
+
+    #[test]
+    fn the_required_four_are_there() {
+        let required: Vec<_> = PLATFORMS
+            .iter()
+            .filter(|p| p.required)
+            .map(|p| p.arch)
+            .collect();
+        assert_eq!(required, ["amd64", "arm64", "ppc64le", "s390x"]);
+    }
+
+    #[test]
+    fn select_keeps_table_order_and_rejects_unknown_names() {
+        let picked: Vec<_> = select("s390x, amd64")
+            .unwrap()
+            .iter()
+            .map(|p| p.arch)
+            .collect();
+        assert_eq!(picked, ["amd64", "s390x"]);
+        assert_eq!(select("all").unwrap().len(), PLATFORMS.len());
+        let err = select("amd64,mips").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown architecture \"mips\"") && err.contains("ppc64le"),
+            "{err}"
+        );
+    }
+}

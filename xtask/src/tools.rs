@@ -1,0 +1,108 @@
+//! The toolchain the build needs, installed on demand with a message for each step.
+//!
+//! Pinned here so that the same source gives the same bytes on any machine: the
+//! nightly toolchain (build-std, immediate-abort panics) and zig (the musl linker for
+//! every arch) with cargo-zigbuild, both from PyPI into `target/tools/venv`.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use xshell::{cmd, Shell};
+
+/// The toolchain that builds the release binaries (it must have `rust-src`).
+pub(crate) const NIGHTLY: &str = "nightly";
+/// PyPI pins: zig 0.15.1 links musl for every arch in the platform table.
+const ZIGLANG: &str = "ziglang==0.15.1";
+const CARGO_ZIGBUILD: &str = "cargo-zigbuild==0.24.1";
+
+/// What built a binary, recorded beside it for the SBOM and for re-deriving digests.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub(crate) struct ToolVersions {
+    pub(crate) rustc: String,
+    pub(crate) linker: String,
+}
+
+/// Fails with the install command when `tool` is not on PATH.
+pub(crate) fn require(sh: &Shell, tool: &str, install: &str) -> Result<()> {
+    if find_on_path(sh, tool).is_none() {
+        bail!("{tool} not found; install it with `{install}`");
+    }
+    Ok(())
+}
+
+pub(crate) fn find_on_path(sh: &Shell, tool: &str) -> Option<PathBuf> {
+    let path = sh.var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Makes sure the nightly toolchain and its `rust-src` are there.
+pub(crate) fn ensure_nightly(sh: &Shell) -> Result<String> {
+    let toolchain = NIGHTLY;
+    let rustc = cmd!(sh, "rustup run {toolchain} rustc -V").quiet().ignore_stderr().read().with_context(|| {
+        format!("the {toolchain} toolchain is missing; install it with `rustup toolchain install {toolchain} --component rust-src`")
+    })?;
+    let installed = cmd!(
+        sh,
+        "rustup component list --toolchain {toolchain} --installed"
+    )
+    .quiet()
+    .read()?;
+    if !installed.lines().any(|line| line.starts_with("rust-src")) {
+        eprintln!("installing rust-src for {toolchain} (build-std needs std's source)");
+        cmd!(sh, "rustup component add rust-src --toolchain {toolchain}")
+            .run()
+            .with_context(|| format!("installing rust-src failed; run `rustup component add rust-src --toolchain {toolchain}`"))?;
+    }
+    Ok(rustc)
+}
+
+/// Makes sure a rustup target's prebuilt std is installed for `toolchain`.
+pub(crate) fn ensure_target(sh: &Shell, toolchain: &str, triple: &str) -> Result<()> {
+    let installed = cmd!(sh, "rustup target list --installed --toolchain {toolchain}")
+        .quiet()
+        .read()?;
+    if !installed.lines().any(|line| line == triple) {
+        eprintln!("installing the {triple} target for {toolchain}");
+        cmd!(sh, "rustup target add --toolchain {toolchain} {triple}").run().with_context(|| {
+            format!("rustup has no prebuilt std for {triple} on {toolchain}; use --builder zig, which builds std itself")
+        })?;
+    }
+    Ok(())
+}
+
+/// The project-local Python venv holding zig and cargo-zigbuild; returns its bin dir.
+pub(crate) fn ensure_zig(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/tools/venv");
+    let bin = venv.join("bin");
+    let stamp = venv.join("pins.txt");
+    let pins = format!("{ZIGLANG}\n{CARGO_ZIGBUILD}\n");
+    if sh.read_file(&stamp).ok().as_deref() == Some(pins.as_str())
+        && bin.join("cargo-zigbuild").is_file()
+    {
+        return Ok(bin);
+    }
+    require(sh, "python3", "apt-get install python3 python3-venv")?;
+    eprintln!(
+        "installing {ZIGLANG} and {CARGO_ZIGBUILD} from PyPI into {}",
+        venv.display()
+    );
+    cmd!(sh, "python3 -m venv {venv}")
+        .run()
+        .context("creating a venv failed; install it with `apt-get install python3-venv`")?;
+    let pip = bin.join("pip");
+    cmd!(
+        sh,
+        "{pip} install --quiet --disable-pip-version-check {ZIGLANG} {CARGO_ZIGBUILD}"
+    )
+    .run()
+    .context("installing zig from PyPI failed; check the network, or pass --builder cargo")?;
+    sh.write_file(&stamp, pins)?;
+    Ok(bin)
+}
+
+/// `zig version` from the venv, for the build record.
+pub(crate) fn zig_version(sh: &Shell, venv_bin: &Path) -> Result<String> {
+    let zig = venv_bin.join("python-zig");
+    Ok(format!("zig {}", cmd!(sh, "{zig} version").quiet().read()?))
+}
