@@ -16,6 +16,7 @@ pub(crate) struct Xtask {
 pub(crate) enum Command {
     Build(Build),
     Verify(Verify),
+    Image(Image),
     Ci(Ci),
     CiMatrix(CiMatrix),
 }
@@ -50,6 +51,22 @@ impl std::fmt::Display for Builder {
                 .get_name(),
         )
     }
+}
+
+/// Assemble the multi-arch OCI image layout (builds the binaries first).
+#[derive(Parser)]
+pub(crate) struct Image {
+    /// The version (an OCI tag); default derived from git, as for `build`.
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Architectures; default: the platforms in images/pause/image.toml.
+    #[arg(long)]
+    pub(crate) arch: Option<String>,
+    /// Where the OCI layout goes.
+    #[arg(long)]
+    pub(crate) output: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = Builder::Zig)]
+    pub(crate) builder: Builder,
 }
 
 /// Run each dist binary under qemu-user: -v, signals, reaping as PID 1.

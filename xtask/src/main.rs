@@ -8,6 +8,7 @@ mod build;
 mod ci;
 mod elf;
 mod flags;
+mod image;
 mod platform;
 mod tools;
 mod verify;
@@ -33,6 +34,7 @@ fn try_main() -> Result<()> {
     match flags.command {
         flags::Command::Build(cmd) => cmd.run(&sh),
         flags::Command::Verify(cmd) => cmd.run(&sh),
+        flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::Ci(cmd) => cmd.run(&sh),
         flags::Command::CiMatrix(cmd) => cmd.run(&sh),
     }

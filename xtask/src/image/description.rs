@@ -1,0 +1,141 @@
+//! `images/pause/image.toml`: what the image is, read by `image` and checked against the
+//! Containerfile.
+
+use crate::platform::{self, Platform};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+pub(crate) const DESCRIPTION: &str = "images/pause/image.toml";
+pub(crate) const CONTAINERFILE: &str = "images/pause/Containerfile";
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImageDescription {
+    pub(crate) name: String,
+    pub(crate) user: String,
+    pub(crate) entrypoint: Vec<String>,
+    pub(crate) working_dir: String,
+    pub(crate) platforms: Vec<String>,
+    pub(crate) annotations: DescribedAnnotations,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DescribedAnnotations {
+    pub(crate) title: String,
+    pub(crate) description: String,
+    pub(crate) licenses: String,
+    pub(crate) source: String,
+}
+
+impl ImageDescription {
+    pub(crate) fn load(root: &Path) -> Result<ImageDescription> {
+        let path = root.join(DESCRIPTION);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let desc: ImageDescription =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        desc.platforms()?;
+        Ok(desc)
+    }
+
+    /// The described platforms, as table rows.
+    pub(crate) fn platforms(&self) -> Result<Vec<&'static Platform>> {
+        self.platforms
+            .iter()
+            .map(|name| {
+                platform::PLATFORMS.iter().find(|p| p.arch == name.as_str()).with_context(|| {
+                    format!("{DESCRIPTION} names platform {name:?}, which is not in the platform table ({})", platform::known())
+                })
+            })
+            .collect()
+    }
+
+    /// Fails when the Containerfile says something other than this description.
+    pub(crate) fn check_containerfile(&self, containerfile: &str) -> Result<()> {
+        let instruction = |name: &str| {
+            containerfile.lines().map(str::trim).find_map(|line| {
+                line.strip_prefix(name)
+                    .filter(|rest| rest.starts_with(' '))
+                    .map(str::trim)
+            })
+        };
+        let entrypoint = serde_json::to_string(&self.entrypoint)?;
+        let expected = [
+            ("FROM", "scratch"),
+            ("USER", self.user.as_str()),
+            ("WORKDIR", &self.working_dir),
+            ("ENTRYPOINT", &entrypoint),
+        ];
+        for (name, want) in expected {
+            let found = instruction(name);
+            // JSON arrays compare as values, so spacing does not matter.
+            let same = match (name, found) {
+                ("ENTRYPOINT", Some(got)) => {
+                    serde_json::from_str::<Vec<String>>(got).ok().as_ref() == Some(&self.entrypoint)
+                }
+                (_, Some(got)) => got == want,
+                (_, None) => false,
+            };
+            if !same {
+                bail!("{CONTAINERFILE} has {name} {found:?} but {DESCRIPTION} says {want:?}; make them agree");
+            }
+        }
+        let binary = self.entrypoint.first().context("the entrypoint is empty")?;
+        if !containerfile.lines().any(|line| {
+            line.starts_with("ADD")
+                && line.contains("--chmod=0755")
+                && line.trim_end().ends_with(binary.as_str())
+        }) {
+            bail!("{CONTAINERFILE} must ADD the binary to {binary} with --chmod=0755");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    }
+
+    #[test]
+    fn the_containerfile_agrees_with_the_description() {
+        let desc = ImageDescription::load(root()).unwrap();
+        let containerfile = std::fs::read_to_string(root().join(CONTAINERFILE)).unwrap();
+        desc.check_containerfile(&containerfile).unwrap();
+    }
+
+    #[test]
+    fn a_containerfile_that_drifts_is_caught() {
+        let desc = ImageDescription::load(root()).unwrap();
+        let containerfile = std::fs::read_to_string(root().join(CONTAINERFILE)).unwrap();
+        for (from, to) in [
+            ("USER 65535:65535", "USER 0:0"),
+            ("[\"/pause\"]", "[\"/bin/pause\"]"),
+            ("--chmod=0755 ", ""),
+        ] {
+            let drifted = containerfile.replace(from, to);
+            assert_ne!(drifted, containerfile, "{from} not found");
+            assert!(
+                desc.check_containerfile(&drifted).is_err(),
+                "{from} -> {to} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn every_described_platform_is_in_the_table_and_the_required_are_described() {
+        let desc = ImageDescription::load(root()).unwrap();
+        let described = desc.platforms().unwrap();
+        for p in platform::PLATFORMS.iter().filter(|p| p.required) {
+            assert!(
+                described.iter().any(|d| d.arch == p.arch),
+                "{} is required but not in the image",
+                p.arch
+            );
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! `cargo xtask image`: a reproducible multi-arch OCI image layout, no daemon needed.
+//!
+//! Per arch: one gzip layer holding `/pause`, a config, a manifest and an SPDX SBOM
+//! attached as an artifact whose `subject` is that manifest. Then an image index of
+//! every platform, and `index.json` naming it `VERSION` and each manifest
+//! `VERSION-linux-ARCH` (upstream's per-arch tags). Every JSON document is canonical
+//! and every timestamp comes from SOURCE_DATE_EPOCH, so digests are reproducible.
+
+pub(crate) mod description;
+pub(crate) mod layout;
+pub(crate) mod sbom;
+
+use crate::build::{self, read_record, DistBinary};
+use crate::{flags, platform, version};
+use anyhow::{bail, Context, Result};
+use description::ImageDescription;
+use flate2::{Compression, GzBuilder};
+use layout::LayoutWriter;
+use oci_spec::image::{
+    self as oci, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, PlatformBuilder, RootFsBuilder,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xshell::{cmd, Shell};
+
+pub(crate) const DEFAULT_OUTPUT: &str = "target/oci/pause";
+
+/// What `assemble` made, for the summary, push and the tests.
+pub(crate) struct Assembled {
+    pub(crate) index: Descriptor,
+    pub(crate) arches: Vec<ArchImage>,
+    /// Sum of every blob's size: what a registry stores for the whole image.
+    pub(crate) total_size: u64,
+}
+
+pub(crate) struct ArchImage {
+    pub(crate) arch: &'static str,
+    pub(crate) manifest: Descriptor,
+    pub(crate) layer_size: u64,
+    pub(crate) sbom: Descriptor,
+}
+
+impl flags::Image {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        let root = sh.current_dir();
+        let desc = ImageDescription::load(&root)?;
+        let platforms = match &self.arch {
+            Some(spec) => platform::select(spec)?,
+            None => desc.platforms()?,
+        };
+        let version = version::resolve(sh, self.version)?;
+        let output = self.output.unwrap_or_else(|| root.join(DEFAULT_OUTPUT));
+        let binaries = build::build(sh, &platforms, &version, self.builder)?;
+        let started = Instant::now();
+        let image = assemble(sh, &desc, &binaries, &version, &output, &mut || Ok(()))?;
+        eprintln!(
+            "assembled {} platforms in {:.2}s",
+            image.arches.len(),
+            started.elapsed().as_secs_f64()
+        );
+        print_summary(&image, &output, &version);
+        Ok(())
+    }
+}
+
+fn print_summary(image: &Assembled, output: &Path, version: &str) {
+    println!("{}:{version}  {}", output.display(), image.index.digest());
+    for arch in &image.arches {
+        println!(
+            "  {:<8} {}  layer {} bytes (gzip)",
+            arch.arch,
+            arch.manifest.digest(),
+            arch.layer_size
+        );
+    }
+    println!("  total {} bytes in blobs", image.total_size);
+}
+
+/// The time every entry and document carries: SOURCE_DATE_EPOCH, else 0.
+pub(crate) fn source_date_epoch() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) => text.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds; set it to e.g. $(git log -1 --format=%ct)")
+        }),
+        Err(_) => Ok(0),
+    }
+}
+
+fn rfc3339(epoch: i64) -> Result<String> {
+    let time = chrono::DateTime::from_timestamp(epoch, 0)
+        .with_context(|| format!("SOURCE_DATE_EPOCH={epoch} is out of range"))?;
+    Ok(time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// One gzip layer with a single entry `pause` (0755, uid/gid 0, mtime `epoch`).
+/// Returns the compressed bytes and the uncompressed tar's digest (the diff_id).
+pub(crate) fn layer(binary: &[u8], epoch: i64) -> Result<(Vec<u8>, String)> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(binary.len() as u64);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(u64::try_from(epoch).context("SOURCE_DATE_EPOCH is negative")?);
+    header.set_username("")?;
+    header.set_groupname("")?;
+    tar.append_data(&mut header, "pause", binary)
+        .context("writing the layer tar")?;
+    let tar = tar.into_inner()?;
+    let diff_id = format!("sha256:{}", build::sha256_hex(&tar));
+    // GzBuilder's header has mtime 0 and no file name: the same bytes every run.
+    let mut gz = GzBuilder::new().write(Vec::new(), Compression::best());
+    std::io::Write::write_all(&mut gz, &tar)?;
+    Ok((gz.finish()?, diff_id))
+}
+
+/// Assembles the layout at `output`. `before_commit` runs after every blob is written
+/// and before the layout is swapped in: tests fail it to prove nothing leaks.
+pub(crate) fn assemble(
+    sh: &Shell,
+    desc: &ImageDescription,
+    binaries: &[DistBinary],
+    version: &str,
+    output: &Path,
+    before_commit: &mut dyn FnMut() -> Result<()>,
+) -> Result<Assembled> {
+    let epoch = source_date_epoch()?;
+    let created = rfc3339(epoch)?;
+    let revision = cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| "unknown".to_string());
+    let annotations: HashMap<String, String> = [
+        (oci::ANNOTATION_VERSION, version),
+        (oci::ANNOTATION_REVISION, revision.as_str()),
+        (oci::ANNOTATION_SOURCE, desc.annotations.source.as_str()),
+        (oci::ANNOTATION_CREATED, created.as_str()),
+        (oci::ANNOTATION_TITLE, desc.annotations.title.as_str()),
+        (
+            oci::ANNOTATION_DESCRIPTION,
+            desc.annotations.description.as_str(),
+        ),
+        (oci::ANNOTATION_LICENSES, desc.annotations.licenses.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+
+    let writer = LayoutWriter::create(output)?;
+    let empty = writer.blob(MediaType::EmptyJSON, b"{}")?;
+    let mut arches = Vec::new();
+    let mut refs = Vec::new();
+    let mut total_size = empty.size();
+    for bin in binaries {
+        let p = bin.platform;
+        let record = read_record(&bin.path)?;
+        if record.version != version {
+            bail!("{} was built as version {} not {version}; run `cargo xtask build --version {version}`", bin.path.display(), record.version);
+        }
+        let bytes =
+            std::fs::read(&bin.path).with_context(|| format!("reading {}", bin.path.display()))?;
+        crate::elf::check_bytes(&bytes, p)
+            .with_context(|| format!("checking {}", bin.path.display()))?;
+
+        let (gz, diff_id) = layer(&bytes, epoch)?;
+        let layer = writer.blob(MediaType::ImageLayerGzip, &gz)?;
+        let config = ImageConfigurationBuilder::default()
+            .created(created.clone())
+            .architecture(oci::Arch::from(p.oci_arch))
+            .os(oci::Os::from(p.oci_os))
+            .variant(p.oci_variant.unwrap_or_default().to_string())
+            .config(
+                ConfigBuilder::default()
+                    .user(desc.user.clone())
+                    .entrypoint(desc.entrypoint.clone())
+                    .working_dir(desc.working_dir.clone())
+                    .build()?,
+            )
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(vec![diff_id])
+                    .build()?,
+            )
+            .build()?;
+        let mut config = serde_json::to_value(&config)?;
+        if p.oci_variant.is_none() {
+            // The builder has no "unset": drop the empty variant rather than write "".
+            config.as_object_mut().map(|c| c.remove("variant"));
+        }
+        let config = writer.json_blob(MediaType::ImageConfig, &config)?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config.clone())
+            .layers(vec![layer.clone()])
+            .annotations(annotations.clone())
+            .build()?;
+        let mut manifest_desc = writer.json_blob(MediaType::ImageManifest, &manifest)?;
+        let mut platform = PlatformBuilder::default()
+            .architecture(oci::Arch::from(p.oci_arch))
+            .os(oci::Os::from(p.oci_os));
+        if let Some(variant) = p.oci_variant {
+            platform = platform.variant(variant.to_string());
+        }
+        manifest_desc.set_platform(Some(platform.build()?));
+
+        // The SBOM, as an artifact that refers to this manifest.
+        let crates = sbom::linked_crates(sh, p.triple)?;
+        let spdx = sbom::document(p, &record, &crates, &created, &desc.annotations.source);
+        let spdx = writer.json_blob(MediaType::Other(sbom::MEDIA_TYPE.to_string()), &spdx)?;
+        let mut subject = manifest_desc.clone();
+        subject.set_platform(None);
+        let sbom_manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .artifact_type(MediaType::Other(sbom::MEDIA_TYPE.to_string()))
+            .config(empty.clone())
+            .layers(vec![spdx.clone()])
+            .subject(subject)
+            .annotations(HashMap::from([(
+                oci::ANNOTATION_CREATED.to_string(),
+                created.clone(),
+            )]))
+            .build()?;
+        let mut sbom_desc = writer.json_blob(MediaType::ImageManifest, &sbom_manifest)?;
+        sbom_desc.set_artifact_type(Some(MediaType::Other(sbom::MEDIA_TYPE.to_string())));
+
+        total_size +=
+            layer.size() + config.size() + manifest_desc.size() + spdx.size() + sbom_desc.size();
+        let mut named = manifest_desc.clone();
+        named.set_annotations(Some(HashMap::from([(
+            oci::ANNOTATION_REF_NAME.to_string(),
+            arch_tag(version, p),
+        )])));
+        refs.push(named);
+        let mut named_sbom = sbom_desc.clone();
+        named_sbom.set_annotations(Some(HashMap::from([(
+            oci::ANNOTATION_REF_NAME.to_string(),
+            format!("{}.sbom", arch_tag(version, p)),
+        )])));
+        refs.push(named_sbom);
+        arches.push(ArchImage {
+            arch: p.arch,
+            manifest: manifest_desc,
+            layer_size: layer.size(),
+            sbom: sbom_desc,
+        });
+    }
+
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(
+            arches
+                .iter()
+                .map(|a| a.manifest.clone())
+                .collect::<Vec<_>>(),
+        )
+        .annotations(annotations)
+        .build()?;
+    let index_desc = writer.json_blob(MediaType::ImageIndex, &index)?;
+    total_size += index_desc.size();
+    let mut named_index = index_desc.clone();
+    named_index.set_annotations(Some(HashMap::from([(
+        oci::ANNOTATION_REF_NAME.to_string(),
+        version.to_string(),
+    )])));
+    refs.insert(0, named_index);
+    let layout_index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(refs)
+        .build()?;
+
+    before_commit()?;
+    writer.commit(&layout_index)?;
+    Ok(Assembled {
+        index: index_desc,
+        arches,
+        total_size,
+    })
+}
+
+/// The per-arch tag, upstream's `VERSION-linux-ARCH`.
+pub(crate) fn arch_tag(version: &str, p: &platform::Platform) -> String {
+    format!("{version}-{}-{}", p.oci_os, p.arch)
+}
+
+/// The default layout path under the project root.
+pub(crate) fn default_output(sh: &Shell) -> PathBuf {
+    sh.current_dir().join(DEFAULT_OUTPUT)
+}
