@@ -32,6 +32,8 @@ impl flags::Ci {
         build::build(sh, &all, &version, flags::Builder::Zig)?;
         step("verify every arch under qemu");
         verify::verify(sh, &all)?;
+        step("e2e: image, registry, skopeo, umoci, runtimes");
+        flags::E2e { version: Some(version.clone()), arch: None }.run(sh)?;
         eprintln!("ci: all steps passed");
         Ok(())
     }

@@ -17,6 +17,8 @@ pub(crate) enum Command {
     Build(Build),
     Verify(Verify),
     Image(Image),
+    Push(Push),
+    E2e(E2e),
     Ci(Ci),
     CiMatrix(CiMatrix),
 }
@@ -67,6 +69,33 @@ pub(crate) struct Image {
     pub(crate) output: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = Builder::Zig)]
     pub(crate) builder: Builder,
+}
+
+/// Push an image layout to a registry: blobs, manifests, index, tags, SBOM referrers.
+#[derive(Parser)]
+pub(crate) struct Push {
+    /// The OCI layout to push (default target/oci/pause).
+    #[arg(long)]
+    pub(crate) layout: Option<std::path::PathBuf>,
+    /// Where to: REGISTRY/REPO[:TAG]; the tag defaults to the layout's VERSION.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// Docker-format auth file; default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
+    #[arg(long)]
+    pub(crate) authfile: Option<std::path::PathBuf>,
+    /// Allow plain HTTP to a registry that is not on loopback.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+}
+
+/// End-to-end checks with real components on loopback: registry, skopeo, umoci, runtimes.
+#[derive(Parser)]
+pub(crate) struct E2e {
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Architectures; default: the platforms in images/pause/image.toml.
+    #[arg(long)]
+    pub(crate) arch: Option<String>,
 }
 
 /// Run each dist binary under qemu-user: -v, signals, reaping as PID 1.

@@ -6,10 +6,12 @@
 
 mod build;
 mod ci;
+mod e2e;
 mod elf;
 mod flags;
 mod image;
 mod platform;
+mod push;
 mod tools;
 mod verify;
 mod version;
@@ -35,6 +37,8 @@ fn try_main() -> Result<()> {
         flags::Command::Build(cmd) => cmd.run(&sh),
         flags::Command::Verify(cmd) => cmd.run(&sh),
         flags::Command::Image(cmd) => cmd.run(&sh),
+        flags::Command::Push(cmd) => cmd.run(&sh),
+        flags::Command::E2e(cmd) => cmd.run(&sh),
         flags::Command::Ci(cmd) => cmd.run(&sh),
         flags::Command::CiMatrix(cmd) => cmd.run(&sh),
     }

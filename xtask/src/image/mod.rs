@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xshell::{cmd, Shell};
 
-pub(crate) const DEFAULT_OUTPUT: &str = "target/oci/pause";
-
 /// What `assemble` made, for the summary, push and the tests.
 pub(crate) struct Assembled {
     pub(crate) index: Descriptor,
@@ -46,12 +44,17 @@ impl flags::Image {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
         let root = sh.current_dir();
         let desc = ImageDescription::load(&root)?;
+        let containerfile = root.join(description::CONTAINERFILE);
+        desc.check_containerfile(
+            &std::fs::read_to_string(&containerfile)
+                .with_context(|| format!("reading {}", containerfile.display()))?,
+        )?;
         let platforms = match &self.arch {
             Some(spec) => platform::select(spec)?,
             None => desc.platforms()?,
         };
         let version = version::resolve(sh, self.version)?;
-        let output = self.output.unwrap_or_else(|| root.join(DEFAULT_OUTPUT));
+        let output = self.output.unwrap_or_else(|| default_output(&root, &desc));
         let binaries = build::build(sh, &platforms, &version, self.builder)?;
         let started = Instant::now();
         let image = assemble(sh, &desc, &binaries, &version, &output, &mut || Ok(()))?;
@@ -290,7 +293,7 @@ pub(crate) fn arch_tag(version: &str, p: &platform::Platform) -> String {
     format!("{version}-{}-{}", p.oci_os, p.arch)
 }
 
-/// The default layout path under the project root.
-pub(crate) fn default_output(sh: &Shell) -> PathBuf {
-    sh.current_dir().join(DEFAULT_OUTPUT)
+/// The default layout path: `target/oci/<name>` under the project root.
+pub(crate) fn default_output(root: &Path, desc: &ImageDescription) -> PathBuf {
+    root.join("target/oci").join(&desc.name)
 }

@@ -1,0 +1,304 @@
+//! Proof for the image and the push: reproducible, atomic, and what real clients
+//! (docker-registry, skopeo, umoci) read back is right for every arch.
+
+use super::{ok, Run};
+use crate::image::{self, arch_tag};
+use crate::{elf, push};
+use anyhow::{bail, ensure, Context, Result};
+use flate2::read::GzDecoder;
+use oci_spec::image::{ImageIndex, ImageManifest};
+use std::io::Read;
+use std::path::Path;
+use xshell::cmd;
+
+/// Assembles twice into two directories: the index digests must be equal.
+pub(crate) fn reproducible(run: &Run) -> Result<()> {
+    let first = image::assemble(
+        run.sh,
+        &run.desc,
+        &run.binaries,
+        &run.version,
+        &run.work.join("repro-a/pause"),
+        &mut || Ok(()),
+    )?;
+    let second = image::assemble(
+        run.sh,
+        &run.desc,
+        &run.binaries,
+        &run.version,
+        &run.work.join("repro-b/layout"),
+        &mut || Ok(()),
+    )?;
+    ensure!(
+        first.index.digest() == second.index.digest(),
+        "two assemblies differ: {} vs {}",
+        first.index.digest(),
+        second.index.digest()
+    );
+    ensure!(
+        first.index.digest() == run.image.index.digest(),
+        "the e2e layout differs from a fresh assembly"
+    );
+    ok(format!(
+        "image: reproducible, index {} in two directories",
+        first.index.digest()
+    ));
+    Ok(())
+}
+
+/// A run that fails after writing every blob must leave the previous layout as it was.
+pub(crate) fn atomic(run: &Run) -> Result<()> {
+    let output = run.work.join("atomic/pause");
+    image::assemble(
+        run.sh,
+        &run.desc,
+        &run.binaries,
+        &run.version,
+        &output,
+        &mut || Ok(()),
+    )?;
+    let before = snapshot(&output)?;
+    let err = image::assemble(
+        run.sh,
+        &run.desc,
+        &run.binaries,
+        "other-version",
+        &output,
+        &mut || bail!("injected failure before commit"),
+    );
+    ensure!(
+        err.is_err(),
+        "the injected failure did not fail the assembly"
+    );
+    ensure!(
+        snapshot(&output)? == before,
+        "a failed assembly changed the layout at {}",
+        output.display()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(output.parent().unwrap())?
+        .flatten()
+        .filter(|e| e.path() != output)
+        .collect();
+    ensure!(
+        leftovers.is_empty(),
+        "a failed assembly left {:?} behind",
+        leftovers.iter().map(|e| e.path()).collect::<Vec<_>>()
+    );
+    ok("image: a run failed mid-way left the previous layout byte-identical and no staging behind");
+    Ok(())
+}
+
+/// Every file in a layout with its bytes, sorted.
+fn snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)?.flatten() {
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((
+                    entry.path().strip_prefix(dir)?.display().to_string(),
+                    std::fs::read(entry.path())?,
+                ));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Push (interrupted, then completed), then read back with skopeo and umoci.
+pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
+    let sh = run.sh;
+    let host = &registry.host;
+    let reference = format!("{host}/pause");
+    let good = registry.authfile(super::registry::PASSWORD)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let err = rt
+        .block_on(push::push(
+            &run.layout,
+            &reference,
+            Some(&good),
+            false,
+            Some(2),
+        ))
+        .unwrap_err();
+    ensure!(
+        format!("{err:#}").contains("interrupted"),
+        "unexpected: {err:#}"
+    );
+    let digest = rt.block_on(push::push(
+        &run.layout,
+        &reference,
+        Some(&good),
+        false,
+        None,
+    ))?;
+    ensure!(
+        digest == run.image.index.digest().to_string(),
+        "pushed {digest}, layout has {}",
+        run.image.index.digest()
+    );
+    ok(format!(
+        "push: interrupted after 2 blobs, completed on the next run: {reference}:{} {digest}",
+        run.version
+    ));
+
+    let creds = format!("{}:{}", super::registry::USER, super::registry::PASSWORD);
+    let version = &run.version;
+    let raw = cmd!(
+        sh,
+        "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{version}"
+    )
+    .quiet()
+    .output()?
+    .stdout;
+    let served = format!("sha256:{}", crate::build::sha256_hex(&raw));
+    ensure!(
+        served == digest,
+        "the registry serves {served} for {version}, the layout's index is {digest}"
+    );
+    ok(format!(
+        "registry: serves {served} for {reference}:{version}, the layout's index digest"
+    ));
+
+    for arch in &run.image.arches {
+        let p = crate::platform::PLATFORMS
+            .iter()
+            .find(|p| p.arch == arch.arch)
+            .context("arch not in table")?;
+        let dest = run.work.join(format!("skopeo-{}", p.arch));
+        let oci_arch = p.oci_arch;
+        let variant: Vec<String> = p
+            .oci_variant
+            .map(|v| vec!["--override-variant".to_string(), v.to_string()])
+            .unwrap_or_default();
+        cmd!(sh, "skopeo copy -q --src-tls-verify=false --src-creds {creds} --override-arch {oci_arch} {variant...} docker://{reference}:{version} oci:{dest}:{version}").run()?;
+        let bytes = pause_from_layout(&dest, version)?;
+        elf::check_bytes(&bytes, p)
+            .with_context(|| format!("skopeo --override-arch {oci_arch} gave the wrong binary"))?;
+        // umoci by per-arch ref, from our own layout: /pause must be there, 0755.
+        let bundle = run.work.join(format!("umoci-{}", p.arch));
+        let layout = &run.layout;
+        let tag = arch_tag(version, p);
+        cmd!(sh, "umoci unpack --image {layout}:{tag} {bundle}")
+            .quiet()
+            .ignore_stderr()
+            .run()?;
+        let pause = bundle.join("rootfs/pause");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&pause)?.permissions())
+                & 0o7777;
+        ensure!(
+            mode == 0o755,
+            "umoci unpacked {} with mode {mode:o}, not 755",
+            pause.display()
+        );
+        elf::check_bytes(&std::fs::read(&pause)?, p)?;
+        ok(format!(
+            "{}: skopeo --override-arch {oci_arch} and umoci {tag} give /pause 0755, ELF {}",
+            p.arch, p.elf_machine_name
+        ));
+    }
+
+    // The SBOM is found through the referrers fallback tag of each manifest.
+    for arch in &run.image.arches {
+        let fallback = arch.manifest.digest().to_string().replace(':', "-");
+        let raw = cmd!(sh, "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{fallback}").quiet().output()?.stdout;
+        let referrers: ImageIndex =
+            serde_json::from_slice(&raw).context("the referrers fallback tag is not an index")?;
+        ensure!(
+            referrers
+                .manifests()
+                .iter()
+                .any(|d| d.digest() == arch.sbom.digest()),
+            "{fallback} does not list the {} SBOM",
+            arch.arch
+        );
+    }
+    ok("sbom: every arch's SPDX artifact is listed under its sha256-<hex> referrers tag");
+
+    // Bad input, through the real command line: one line, non-zero exit.
+    let xtask = std::env::current_exe()?;
+    let layout = &run.layout;
+    let wrong = registry.authfile("wrong-password")?;
+    for (args, expected) in [
+        (
+            vec![
+                "--to".to_string(),
+                reference.clone(),
+                "--authfile".to_string(),
+                wrong.display().to_string(),
+            ],
+            format!("authentication to {host} failed"),
+        ),
+        (
+            vec!["--to".to_string(), "127.0.0.1:1/pause".to_string()],
+            "cannot reach registry 127.0.0.1:1".to_string(),
+        ),
+        (
+            vec!["--to".to_string(), "127.0.0.1:5000/Bad Name".to_string()],
+            "invalid reference".to_string(),
+        ),
+    ] {
+        let shown = args.join(" ");
+        let out = cmd!(sh, "{xtask} push --layout {layout} {args...}")
+            .quiet()
+            .ignore_status()
+            .output()?;
+        let args = shown;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "push {args} succeeded");
+        ensure!(
+            stderr.contains(&expected),
+            "push {args} said {stderr:?}, expected {expected:?}"
+        );
+        ensure!(
+            stderr.trim().lines().count() == 1,
+            "push {args} printed more than one line: {stderr:?}"
+        );
+        ok(format!("push refuses with one line: {}", stderr.trim()));
+    }
+    Ok(())
+}
+
+/// The `pause` entry of the single layer of the (single-arch) image `tag` in `layout`.
+fn pause_from_layout(layout: &Path, tag: &str) -> Result<Vec<u8>> {
+    let top: ImageIndex = serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let desc = top
+        .manifests()
+        .iter()
+        .find(|d| {
+            d.annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                .map(String::as_str)
+                == Some(tag)
+        })
+        .with_context(|| format!("{tag} not in {}", layout.display()))?;
+    let blob = |digest: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+    };
+    let manifest: ImageManifest = serde_json::from_slice(&blob(desc.digest().as_ref())?)?;
+    let [layer] = manifest.layers().as_slice() else {
+        bail!("expected one layer")
+    };
+    let gz = blob(layer.digest().as_ref())?;
+    let mut archive = tar::Archive::new(GzDecoder::new(&gz[..]));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.as_os_str() == "pause" {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            return Ok(bytes);
+        }
+    }
+    bail!("no pause entry in the layer")
+}
