@@ -33,7 +33,11 @@ impl flags::Ci {
         step("verify every arch under qemu");
         verify::verify(sh, &all)?;
         step("e2e: image, registry, skopeo, umoci, runtimes");
-        flags::E2e { version: Some(version.clone()), arch: None }.run(sh)?;
+        flags::E2e {
+            version: Some(version.clone()),
+            arch: None,
+        }
+        .run(sh)?;
         eprintln!("ci: all steps passed");
         Ok(())
     }

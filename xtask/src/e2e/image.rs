@@ -176,7 +176,7 @@ pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Resul
             .oci_variant
             .map(|v| vec!["--override-variant".to_string(), v.to_string()])
             .unwrap_or_default();
-        cmd!(sh, "skopeo copy -q --src-tls-verify=false --src-creds {creds} --override-arch {oci_arch} {variant...} docker://{reference}:{version} oci:{dest}:{version}").run()?;
+        cmd!(sh, "skopeo copy -q --src-tls-verify=false --src-creds {creds} --override-arch {oci_arch} {variant...} docker://{reference}:{version} oci:{dest}:{version}").quiet().run()?;
         let bytes = pause_from_layout(&dest, version)?;
         elf::check_bytes(&bytes, p)
             .with_context(|| format!("skopeo --override-arch {oci_arch} gave the wrong binary"))?;

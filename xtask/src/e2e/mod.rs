@@ -7,6 +7,7 @@
 
 mod image;
 mod registry;
+mod runc;
 
 use crate::build::{self, DistBinary};
 use crate::image::description::ImageDescription;
@@ -28,6 +29,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("umoci", "umoci"),
     ("unshare", "util-linux"),
     ("ip", "iproute2"),
+    ("runc", "runc"),
 ];
 
 /// What every check gets: the built binaries, the assembled layout, a scratch dir.
@@ -39,6 +41,27 @@ pub(crate) struct Run<'a> {
     pub(crate) work: PathBuf,
     pub(crate) layout: PathBuf,
     pub(crate) image: Assembled,
+}
+
+impl Run<'_> {
+    /// The row of the machine we run on: runtimes run the native binary.
+    pub(crate) fn host_platform(&self) -> Result<&'static platform::Platform> {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => {
+                bail!("e2e runs containers natively; host architecture {other} is not supported")
+            }
+        };
+        let p = platform::PLATFORMS
+            .iter()
+            .find(|p| p.arch == arch)
+            .context("host arch not in the table")?;
+        if !self.image.arches.iter().any(|a| a.arch == p.arch) {
+            bail!("the e2e image has no {arch} entry; include it in --arch");
+        }
+        Ok(p)
+    }
 }
 
 pub(crate) fn ok(what: impl std::fmt::Display) {
@@ -96,6 +119,7 @@ impl flags::E2e {
         let registry = registry::Registry::start(sh, &work.join("registry"))?;
         image::registry(&run, &registry)?;
         drop(registry);
+        runc::check(&run)?;
         println!(
             "e2e: all checks passed in {:.1}s",
             started.elapsed().as_secs_f64()

@@ -1,0 +1,189 @@
+//! runc, the OCI runtime under containerd: our image as unpacked by umoci runs
+//! `/pause` as PID 1 with uid/gid 65535, and `runc kill TERM` ends it with 0 in < 1 s.
+//! The negative control runs a PID 1 that ignores SIGTERM and shows it outlives the bound.
+
+use super::{ok, Run};
+use crate::image::arch_tag;
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use xshell::cmd;
+
+/// The stop bound the issue sets: SIGTERM to exit.
+const STOP_BOUND: Duration = Duration::from_secs(1);
+
+pub(crate) fn check(run: &Run) -> Result<()> {
+    let host = run.host_platform()?;
+    let bundle = run.work.join("runc/bundle");
+    let layout = &run.layout;
+    let tag = arch_tag(&run.version, host);
+    cmd!(run.sh, "umoci unpack --image {layout}:{tag} {bundle}")
+        .quiet()
+        .ignore_stderr()
+        .run()?;
+    let state = run.work.join("runc/state");
+
+    // pause: PID 1, uid/gid 65535, SIGTERM → exit 0 within the bound.
+    edit_config(&bundle, |_| Ok(()))?;
+    let mut container = start(&state, &bundle, "pause-e2e")?;
+    let pid = wait_running(&state, "pause-e2e", &mut container, true)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    ensure!(
+        field("NSpid:").last() == Some(&"1"),
+        "pause is not PID 1 in its namespace: NSpid {:?}",
+        field("NSpid:")
+    );
+    ensure!(
+        field("Uid:").iter().all(|id| *id == "65535"),
+        "pause runs as uid {:?}, not 65535",
+        field("Uid:")
+    );
+    ensure!(
+        field("Gid:").iter().all(|id| *id == "65535"),
+        "pause runs as gid {:?}, not 65535",
+        field("Gid:")
+    );
+    let stopped = kill_and_time(&state, "pause-e2e", &mut container, STOP_BOUND * 5)?;
+    let (elapsed, code) = stopped.context("pause did not exit after runc kill TERM")?;
+    ensure!(
+        code == Some(0),
+        "pause exited with {code:?} after SIGTERM, not 0"
+    );
+    ensure!(
+        elapsed < STOP_BOUND,
+        "pause took {elapsed:?} to stop, over {STOP_BOUND:?}"
+    );
+    ok(format!(
+        "runc: {tag} runs /pause as PID 1 uid=65535 gid=65535; runc kill TERM → exit 0 in {:.1} ms",
+        elapsed.as_secs_f64() * 1e3
+    ));
+
+    // Negative control: a PID 1 with default dispositions ignores SIGTERM (the kernel
+    // drops it), so the same check must see it outlive the bound.
+    edit_config(&bundle, |config| {
+        config["process"]["args"] = serde_json::json!(["/bin/sleep", "30"]);
+        let mounts = config["mounts"]
+            .as_array_mut()
+            .context("config.json has no mounts")?;
+        for dir in ["/usr", "/bin", "/lib", "/lib64"] {
+            if Path::new(dir).exists() {
+                mounts.push(serde_json::json!({"destination": dir, "type": "bind", "source": dir, "options": ["rbind", "ro"]}));
+            }
+        }
+        Ok(())
+    })?;
+    let mut control = start(&state, &bundle, "ignores-term")?;
+    wait_running(&state, "ignores-term", &mut control, false)?;
+    let outcome = kill_and_time(&state, "ignores-term", &mut control, STOP_BOUND * 2)?;
+    let _ = cmd!(run.sh, "runc --root {state} kill ignores-term KILL")
+        .quiet()
+        .ignore_stderr()
+        .ignore_status()
+        .run();
+    let _ = control.wait();
+    let _ = cmd!(run.sh, "runc --root {state} delete -f ignores-term")
+        .quiet()
+        .ignore_stderr()
+        .ignore_status()
+        .run();
+    if let Some((elapsed, code)) = outcome {
+        bail!("negative control failed: a SIGTERM-ignoring PID 1 stopped in {elapsed:?} with {code:?}, so the check cannot tell");
+    }
+    ok(format!("runc negative control: a PID 1 that ignores SIGTERM (sleep) still ran {:?} after runc kill TERM", STOP_BOUND * 2));
+    Ok(())
+}
+
+/// umoci's config.json, made to run detached (`terminal: false`), then `edit`ed.
+fn edit_config(
+    bundle: &Path,
+    edit: impl FnOnce(&mut serde_json::Value) -> Result<()>,
+) -> Result<()> {
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    config["process"]["terminal"] = serde_json::Value::Bool(false);
+    edit(&mut config)?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
+/// `runc run` in the foreground of a child process, so its exit status is pause's.
+fn start(state: &Path, bundle: &Path, id: &str) -> Result<Child> {
+    Command::new("runc")
+        .arg("--root")
+        .arg(state)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting runc")
+}
+
+/// Waits until runc reports `id` running and returns its host PID. With `signalfd`, also
+/// until the process has opened one (pause is then ready for signals).
+fn wait_running(state: &Path, id: &str, child: &mut Child, signalfd: bool) -> Result<u32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("runc run {id} exited early with {status}");
+        }
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(state)
+            .args(["state", id])
+            .output()?;
+        if out.status.success() {
+            let state: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            if state["status"] == "running" {
+                let pid = state["pid"].as_u64().context("runc state has no pid")? as u32;
+                let ready = !signalfd
+                    || std::fs::read_dir(format!("/proc/{pid}/fd"))?
+                        .flatten()
+                        .any(|fd| {
+                            std::fs::read_link(fd.path())
+                                .is_ok_and(|t| t.as_os_str() == "anon_inode:[signalfd]")
+                        });
+                if ready {
+                    return Ok(pid);
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            bail!("runc did not report {id} running within 15s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `runc kill id TERM`, then waits up to `limit`: `Some((elapsed, exit code))` if it exited.
+fn kill_and_time(
+    state: &Path,
+    id: &str,
+    child: &mut Child,
+    limit: Duration,
+) -> Result<Option<(Duration, Option<i32>)>> {
+    let sent = Instant::now();
+    let status = Command::new("runc")
+        .arg("--root")
+        .arg(state)
+        .args(["kill", id, "TERM"])
+        .status()?;
+    ensure!(status.success(), "runc kill {id} TERM failed");
+    while sent.elapsed() < limit {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some((sent.elapsed(), status.code())));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(None)
+}
