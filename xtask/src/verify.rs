@@ -45,9 +45,12 @@ pub(crate) fn verify(sh: &Shell, platforms: &[&'static platform::Platform]) -> R
         let _version = sh.push_env("PAUSE_VERSION", &record.version);
         let _bin = sh.push_env("PAUSE_BIN", &bin);
         let _runner = sh.push_env("PAUSE_RUNNER", qemu);
+        // The subreaper test is left out: qemu-user 7.2 refuses PR_SET_CHILD_SUBREAPER
+        // (EINVAL), so no binary could pass it under emulation; the host build runs it.
+        let skip = "not_pid1_adopts_and_reaps_an_orphaned_grandchild";
         cmd!(
             sh,
-            "cargo test --locked -q -p pause --test cli --test reaping"
+            "cargo test --locked -q -p pause --test cli --test reaping -- --skip {skip}"
         )
         .run()
         .with_context(|| format!("the {} binary failed its tests under {qemu}", p.arch))?;
