@@ -19,6 +19,9 @@ pub(crate) enum Command {
     Image(Image),
     Push(Push),
     E2e(E2e),
+    Bench(Bench),
+    Release(Release),
+    Smoke(Smoke),
     Ci(Ci),
     CiMatrix(CiMatrix),
 }
@@ -98,6 +101,22 @@ pub(crate) struct E2e {
     pub(crate) arch: Option<String>,
 }
 
+/// Measure sizes, memory, stop latency, start-up and reaping, beside a baseline.
+#[derive(Parser)]
+pub(crate) struct Bench {
+    /// A second pause binary (native), e.g. pause.c built with `gcc -Os -static`.
+    #[arg(long)]
+    pub(crate) baseline: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Fewer runs and smaller N: a smoke test that the bench still works.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Rewrite README.md's Performance section from this run.
+    #[arg(long)]
+    pub(crate) update_readme: bool,
+}
+
 /// Run each dist binary under qemu-user: -v, signals, reaping as PID 1.
 #[derive(Parser)]
 pub(crate) struct Verify {
@@ -105,9 +124,43 @@ pub(crate) struct Verify {
     pub(crate) arch: String,
 }
 
-/// The whole test suite: fmt, clippy, tests, macOS checks, every arch under qemu.
+/// The whole test suite: fmt, clippy, tests, macOS checks, every arch under qemu, e2e.
 #[derive(Parser)]
-pub(crate) struct Ci {}
+pub(crate) struct Ci {
+    /// Run one part only (the CI workflow splits the suite into jobs).
+    #[arg(long, value_enum, default_value_t = Stage::All)]
+    pub(crate) stage: Stage,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum Stage {
+    /// fmt, clippy, unit and integration tests, macOS check, workflow linters.
+    Checks,
+    /// Build every arch, verify each under qemu, check reproducibility.
+    Arches,
+    /// e2e and the release dry run.
+    E2e,
+    All,
+}
+
+/// Build, assemble and push the release (what .github/workflows/release.yml runs).
+#[derive(Parser)]
+pub(crate) struct Release {
+    /// REGISTRY/REPO to push to, e.g. ghcr.io/OWNER/pause.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Push to a registry started on loopback instead; skip signing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    #[arg(long, value_enum, default_value_t = Builder::Zig)]
+    pub(crate) builder: Builder,
+}
+
+/// Build pause for this machine and run it: -v, then SIGTERM → exit 0 (macOS CI).
+#[derive(Parser)]
+pub(crate) struct Smoke {}
 
 /// Print the CI build matrix (from the platform table) as JSON.
 #[derive(Parser)]

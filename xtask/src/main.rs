@@ -4,6 +4,7 @@
 //! project root, dispatch to the command's module. Tools run only through xshell's
 //! `cmd!`, never through `sh -c`.
 
+mod bench;
 mod build;
 mod ci;
 mod e2e;
@@ -12,6 +13,8 @@ mod flags;
 mod image;
 mod platform;
 mod push;
+mod release;
+mod smoke;
 mod tools;
 mod verify;
 mod version;
@@ -39,6 +42,9 @@ fn try_main() -> Result<()> {
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::Push(cmd) => cmd.run(&sh),
         flags::Command::E2e(cmd) => cmd.run(&sh),
+        flags::Command::Bench(cmd) => cmd.run(&sh),
+        flags::Command::Release(cmd) => cmd.run(&sh),
+        flags::Command::Smoke(cmd) => cmd.run(&sh),
         flags::Command::Ci(cmd) => cmd.run(&sh),
         flags::Command::CiMatrix(cmd) => cmd.run(&sh),
     }

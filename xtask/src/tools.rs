@@ -73,18 +73,23 @@ pub(crate) fn ensure_target(sh: &Shell, toolchain: &str, triple: &str) -> Result
 
 /// The project-local Python venv holding zig and cargo-zigbuild; returns its bin dir.
 pub(crate) fn ensure_zig(sh: &Shell, root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/tools/venv");
+    ensure_venv(sh, root, "venv", &[ZIGLANG, CARGO_ZIGBUILD])
+}
+
+/// A venv `target/tools/<name>` with exactly `pins` from PyPI; returns its bin dir.
+/// A stamp file of the pins makes the second call free.
+pub(crate) fn ensure_venv(sh: &Shell, root: &Path, name: &str, pins: &[&str]) -> Result<PathBuf> {
+    let venv = root.join("target/tools").join(name);
     let bin = venv.join("bin");
     let stamp = venv.join("pins.txt");
-    let pins = format!("{ZIGLANG}\n{CARGO_ZIGBUILD}\n");
-    if sh.read_file(&stamp).ok().as_deref() == Some(pins.as_str())
-        && bin.join("cargo-zigbuild").is_file()
-    {
+    let wanted = pins.join("\n");
+    if sh.read_file(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(bin);
     }
     require(sh, "python3", "apt-get install python3 python3-venv")?;
     eprintln!(
-        "installing {ZIGLANG} and {CARGO_ZIGBUILD} from PyPI into {}",
+        "installing {} from PyPI into {}",
+        pins.join(" "),
         venv.display()
     );
     cmd!(sh, "python3 -m venv {venv}")
@@ -93,11 +98,16 @@ pub(crate) fn ensure_zig(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let pip = bin.join("pip");
     cmd!(
         sh,
-        "{pip} install --quiet --disable-pip-version-check {ZIGLANG} {CARGO_ZIGBUILD}"
+        "{pip} install --quiet --disable-pip-version-check {pins...}"
     )
     .run()
-    .context("installing zig from PyPI failed; check the network, or pass --builder cargo")?;
-    sh.write_file(&stamp, pins)?;
+    .with_context(|| {
+        format!(
+            "installing {} from PyPI failed; check the network",
+            pins.join(" ")
+        )
+    })?;
+    sh.write_file(&stamp, wanted)?;
     Ok(bin)
 }
 

@@ -6,7 +6,7 @@
 //! a printed skip on a developer's machine and a failure under CI=true.
 
 mod image;
-mod registry;
+pub(crate) mod registry;
 mod runc;
 
 use crate::build::{self, DistBinary};
