@@ -7,7 +7,7 @@
 use crate::build::{self, DistBinary};
 use crate::image::description::ImageDescription;
 use crate::{flags, image, version};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -124,15 +124,11 @@ impl flags::Bench {
 }
 
 fn host_binary(binaries: &[DistBinary]) -> Result<&DistBinary> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => bail!("benchmarks run natively; {other} is not supported"),
-    };
+    let host = crate::platform::host()?;
     binaries
         .iter()
-        .find(|b| b.platform.arch == arch)
-        .with_context(|| format!("no {arch} binary was built"))
+        .find(|b| b.platform.arch == host.arch)
+        .with_context(|| format!("no {} binary was built", host.arch))
 }
 
 fn measure(bin: &Path, stop_runs: usize, ns: &[usize]) -> Result<Figures> {

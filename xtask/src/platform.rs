@@ -103,6 +103,21 @@ pub(crate) const PLATFORMS: &[Platform] = &[
     },
 ];
 
+/// The row of the machine we run on: what runs natively (bench, runc).
+pub(crate) fn host() -> Result<&'static Platform> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => {
+            bail!("{other} hosts cannot run the native checks; use an x86_64 or aarch64 machine")
+        }
+    };
+    Ok(PLATFORMS
+        .iter()
+        .find(|p| p.arch == arch)
+        .expect("amd64 and arm64 are table rows"))
+}
+
 /// Parses `--arch`: `all`, or a comma-separated list of table names, in table order.
 pub(crate) fn select(spec: &str) -> Result<Vec<&'static Platform>> {
     if spec.trim() == "all" {

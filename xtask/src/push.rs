@@ -168,11 +168,7 @@ impl Layout {
     }
 
     fn blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .with_context(|| format!("unsupported digest {digest}"))?;
-        let path = self.dir.join("blobs/sha256").join(hex);
-        std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))
+        crate::image::layout::read_blob(&self.dir, digest)
     }
 }
 

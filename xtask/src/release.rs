@@ -91,20 +91,14 @@ fn sbom_bytes(
     layout: &std::path::Path,
     sbom_manifest: &oci_spec::image::Descriptor,
 ) -> Result<Vec<u8>> {
-    let blob = |digest: &str| {
-        std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-    };
+    let read = |digest: &str| crate::image::layout::read_blob(layout, digest);
     let manifest: oci_spec::image::ImageManifest =
-        serde_json::from_slice(&blob(sbom_manifest.digest().as_ref())?)?;
+        serde_json::from_slice(&read(sbom_manifest.digest().as_ref())?)?;
     let layer = manifest
         .layers()
         .first()
         .context("the SBOM artifact has no layer")?;
-    Ok(blob(layer.digest().as_ref())?)
+    read(layer.digest().as_ref())
 }
 
 /// Each arch manifest's referrers fallback tag lists its SBOM.

@@ -279,13 +279,7 @@ fn pause_from_layout(layout: &Path, tag: &str) -> Result<Vec<u8>> {
                 == Some(tag)
         })
         .with_context(|| format!("{tag} not in {}", layout.display()))?;
-    let blob = |digest: &str| {
-        std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-    };
+    let blob = |digest: &str| crate::image::layout::read_blob(layout, digest);
     let manifest: ImageManifest = serde_json::from_slice(&blob(desc.digest().as_ref())?)?;
     let [layer] = manifest.layers().as_slice() else {
         bail!("expected one layer")

@@ -46,19 +46,12 @@ pub(crate) struct Run<'a> {
 impl Run<'_> {
     /// The row of the machine we run on: runtimes run the native binary.
     pub(crate) fn host_platform(&self) -> Result<&'static platform::Platform> {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => {
-                bail!("e2e runs containers natively; host architecture {other} is not supported")
-            }
-        };
-        let p = platform::PLATFORMS
-            .iter()
-            .find(|p| p.arch == arch)
-            .context("host arch not in the table")?;
+        let p = platform::host()?;
         if !self.image.arches.iter().any(|a| a.arch == p.arch) {
-            bail!("the e2e image has no {arch} entry; include it in --arch");
+            bail!(
+                "the e2e image has no {} entry; include it in --arch",
+                p.arch
+            );
         }
         Ok(p)
     }

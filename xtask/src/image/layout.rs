@@ -26,6 +26,15 @@ pub(crate) fn sha256_digest(bytes: &[u8]) -> Result<Sha256Digest> {
     Ok(Sha256Digest::from_str(&crate::build::sha256_hex(bytes))?)
 }
 
+/// Reads the blob `digest` (`sha256:<hex>`) from the layout at `dir`.
+pub(crate) fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .with_context(|| format!("unsupported digest {digest}"))?;
+    let path = dir.join("blobs/sha256").join(hex);
+    std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))
+}
+
 /// A layout being written; nothing is visible at the output path until `commit`.
 pub(crate) struct LayoutWriter {
     staging: PathBuf,
