@@ -2,8 +2,9 @@
 //!
 //! Build every described arch, assemble the image, push it (with per-arch tags and
 //! SBOM referrers), check what the registry serves, and lay out the release assets:
-//! binaries, SBOMs and SHA256SUMS in `target/release/`, the index digest in
-//! `target/release/digest` for cosign. `--dry-run` pushes to a docker-registry it starts
+//! binaries, SBOMs and SHA256SUMS in `target/publish/`, the index digest in
+//! `target/publish/digest` for cosign. (Not `target/release/`: that is cargo's own, and
+//! clearing it would throw away every build script and force full rebuilds.) `--dry-run` pushes to a docker-registry it starts
 //! on loopback instead and says that signing is skipped.
 
 use crate::image::description::ImageDescription;
@@ -21,7 +22,7 @@ impl flags::Release {
         let binaries = build::build(sh, &platforms, &version, self.builder)?;
         let layout = image::default_output(&root, &desc);
         let assembled = image::assemble(sh, &desc, &binaries, &version, &layout, &mut || Ok(()))?;
-        let out = root.join("target/release");
+        let out = root.join("target/publish");
         if out.exists() {
             std::fs::remove_dir_all(&out)?;
         }
@@ -48,7 +49,7 @@ impl flags::Release {
             .enable_all()
             .build()?;
         if self.dry_run {
-            let dir = root.join("target/release-dry-run");
+            let dir = root.join("target/publish-dry-run");
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)?;
             }
