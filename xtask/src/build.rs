@@ -163,21 +163,21 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 struct Toolchain {
     builder: Builder,
     versions: ToolVersions,
-    /// Added to PATH for the build (the venv with zig).
-    path_prefix: Option<PathBuf>,
+    /// The venv with zig and cargo-zigbuild (zig and cross builders).
+    venv_bin: Option<PathBuf>,
 }
 
 impl Toolchain {
     fn prepare(sh: &Shell, root: &Path, builder: Builder) -> Result<Toolchain> {
         match builder {
-            Builder::Zig => {
+            Builder::Zig | Builder::Cross => {
                 let rustc = tools::ensure_nightly(sh)?;
                 let venv_bin = tools::ensure_zig(sh, root)?;
                 let linker = tools::zig_version(sh, &venv_bin)?;
                 Ok(Toolchain {
                     builder,
                     versions: ToolVersions { rustc, linker },
-                    path_prefix: Some(venv_bin),
+                    venv_bin: Some(venv_bin),
                 })
             }
             Builder::Cargo => {
@@ -186,26 +186,35 @@ impl Toolchain {
                 Ok(Toolchain {
                     builder,
                     versions: ToolVersions { rustc, linker },
-                    path_prefix: None,
+                    venv_bin: None,
                 })
             }
         }
     }
 
+    /// The linker shim for `p` (zig through cargo-zigbuild).
+    fn linker(&self, root: &Path, p: &Platform) -> Result<PathBuf> {
+        let venv_bin = self
+            .venv_bin
+            .as_deref()
+            .context("this builder has no zig")?;
+        tools::zig_linker(root, venv_bin, p)
+    }
+
     /// Runs cargo for one platform and returns the path of the binary it made.
     fn build(&self, sh: &Shell, root: &Path, p: &Platform, version: &str) -> Result<PathBuf> {
         let _env = sh.push_env("PAUSE_VERSION", version);
-        let _path = match &self.path_prefix {
-            Some(dir) => Some(sh.push_env("PATH", prepend_path(sh, dir)?)),
-            None => None,
-        };
         let triple = p.triple;
         match self.builder {
             Builder::Zig => {
-                let config = release_config(sh, root, p)?;
+                let config = release_config(sh, root, p, &self.linker(root, p)?)?;
                 let toolchain = format!("+{}", tools::NIGHTLY);
-                cmd!(sh, "cargo {toolchain} zigbuild --locked --release -p pause --target {triple} -Zbuild-std=std,panic_abort {config...}")
+                cmd!(sh, "cargo {toolchain} build --locked --release -p pause --target {triple} -Zbuild-std=std,panic_abort {config...}")
                     .run()?;
+            }
+            Builder::Cross => {
+                let config = release_config(sh, root, p, &self.linker(root, p)?)?;
+                return crate::cross::build(sh, root, p, &config);
             }
             Builder::Cargo => {
                 tools::ensure_target(sh, "stable", triple)?;
@@ -226,9 +235,15 @@ impl Toolchain {
     }
 }
 
-/// The `--config` arguments shared by the zig and cross builders: size flags, and path
-/// remapping so the build directory, cargo home and toolchain leave no trace.
-pub(crate) fn release_config(sh: &Shell, root: &Path, p: &Platform) -> Result<Vec<String>> {
+/// The `--config` arguments shared by the zig and cross builders: the linker shim, size
+/// flags, and path remapping so the build directory, cargo home and toolchain leave no
+/// trace.
+pub(crate) fn release_config(
+    sh: &Shell,
+    root: &Path,
+    p: &Platform,
+    linker: &Path,
+) -> Result<Vec<String>> {
     let triple = p.triple;
     let cargo_home = sh
         .var("CARGO_HOME")
@@ -245,9 +260,13 @@ pub(crate) fn release_config(sh: &Shell, root: &Path, p: &Platform) -> Result<Ve
         "-Clink-self-contained=no".to_string(),
         // zig's lld warns about rustc's empty self-contained dir on every link.
         "-Alinker-messages".to_string(),
+        // Host paths, and the ones cross mounts them at: the flags (and so the bytes)
+        // are the same whichever builder runs.
         format!("--remap-path-prefix={}=/pause", root.display()),
+        "--remap-path-prefix=/project=/pause".to_string(),
         format!("--remap-path-prefix={cargo_home}=/cargo"),
         format!("--remap-path-prefix={sysroot}=/rustc"),
+        "--remap-path-prefix=/rust=/rustc".to_string(),
     ];
     let list = rustflags
         .iter()
@@ -256,14 +275,8 @@ pub(crate) fn release_config(sh: &Shell, root: &Path, p: &Platform) -> Result<Ve
         .join(",");
     Ok(vec![
         "--config".to_string(),
+        format!("target.{triple}.linker='{}'", linker.display()),
+        "--config".to_string(),
         format!("target.{triple}.rustflags=[{list}]"),
     ])
-}
-
-fn prepend_path(sh: &Shell, dir: &Path) -> Result<std::ffi::OsString> {
-    let mut paths = vec![dir.to_path_buf()];
-    if let Some(old) = sh.var_os("PATH") {
-        paths.extend(std::env::split_paths(&old));
-    }
-    std::env::join_paths(paths).context("joining PATH")
 }

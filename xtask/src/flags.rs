@@ -44,6 +44,8 @@ pub(crate) struct Build {
 pub(crate) enum Builder {
     /// nightly build-std, linked by zig: every arch, no container engine.
     Zig,
+    /// the zig build inside a Debian container, run by cross with podman or docker.
+    Cross,
     /// plain stable cargo with rust-lld: only arches with a prebuilt musl std.
     Cargo,
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod ci;
+mod cross;
 mod e2e;
 mod elf;
 mod flags;
