@@ -13,23 +13,33 @@ pub(crate) trait Os {
     fn next_signal(&mut self) -> Result<i32, Errno>;
     /// Reaps one exited child without blocking; `Ok(false)` when none is left to reap.
     fn reap_one(&mut self) -> Result<bool, Errno>;
+    /// Takes SIGINT or SIGTERM if one is pending, without blocking.
+    fn pending_shutdown(&mut self) -> Option<i32>;
     /// Writes one line to stderr; `parts` are concatenated.
     fn log(&mut self, parts: &[&[u8]]);
     /// Waits a little after an unexpected error so that a lasting one cannot spin a core.
     fn back_off(&mut self);
 }
 
+/// How many children to reap between looks for a pending SIGINT/SIGTERM.
+const REAPS_PER_SHUTDOWN_CHECK: usize = 128;
+
 /// Runs until SIGINT or SIGTERM and returns the exit code (always 0).
 pub(crate) fn serve(os: &mut impl Os) -> i32 {
     // Children may have exited before the signal source existed; their SIGCHLD is
     // pending and will come too, but reaping now costs one syscall.
-    reap_all(os);
+    if let Some(sig) = reap_all(os) {
+        return shut_down(os, sig);
+    }
     loop {
         match os.next_signal() {
-            Ok(SIGINT) => return shut_down(os, b"Interrupt"),
-            Ok(SIGTERM) => return shut_down(os, b"Terminated"),
+            Ok(sig @ (SIGINT | SIGTERM)) => return shut_down(os, sig),
             // SIGCHLD coalesces: one delivery may stand for thousands of exits.
-            Ok(SIGCHLD) => reap_all(os),
+            Ok(SIGCHLD) => {
+                if let Some(sig) = reap_all(os) {
+                    return shut_down(os, sig);
+                }
+            }
             // Every other signal is ignored by design: it must not kill or stop pause.
             Ok(_) => {}
             Err(Errno::EINTR) => {}
@@ -44,20 +54,37 @@ pub(crate) fn serve(os: &mut impl Os) -> i32 {
     }
 }
 
-fn shut_down(os: &mut impl Os, name: &[u8]) -> i32 {
+fn shut_down(os: &mut impl Os, sig: i32) -> i32 {
+    let name: &[u8] = if sig == SIGINT {
+        b"Interrupt"
+    } else {
+        b"Terminated"
+    };
     os.log(&[b"Shutting down, got signal: ", name]);
     0
 }
 
 /// Reaps until no exited child is left (`waitpid(-1, WNOHANG)` until 0 or ECHILD).
-fn reap_all(os: &mut impl Os) {
+/// A storm of thousands of zombies must not delay a shutdown (under emulation it can
+/// take seconds), so every few reaps it looks for a pending SIGINT/SIGTERM and returns
+/// it; the zombies left die with the namespace.
+fn reap_all(os: &mut impl Os) -> Option<i32> {
+    let mut reaped = 0usize;
     loop {
         match os.reap_one() {
-            Ok(true) | Err(Errno::EINTR) => {}
-            Ok(false) => return,
+            Ok(true) => {
+                reaped += 1;
+                if reaped.is_multiple_of(REAPS_PER_SHUTDOWN_CHECK) {
+                    if let Some(sig) = os.pending_shutdown() {
+                        return Some(sig);
+                    }
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Ok(false) => return None,
             Err(err) => {
                 os.log(&[b"pause: reaping children failed: ", err.desc().as_bytes()]);
-                return;
+                return None;
             }
         }
     }
@@ -78,6 +105,8 @@ mod tests {
         reaped: usize,
         lines: Vec<String>,
         back_offs: usize,
+        /// A SIGTERM that becomes pending once this many children have been reaped.
+        term_after_reaps: Option<usize>,
     }
 
     impl Os for FakeOs {
@@ -96,6 +125,11 @@ mod tests {
             self.zombies -= 1;
             self.reaped += 1;
             Ok(true)
+        }
+        fn pending_shutdown(&mut self) -> Option<i32> {
+            self.term_after_reaps
+                .filter(|&after| self.reaped >= after)
+                .map(|_| SIGTERM)
         }
         fn log(&mut self, parts: &[&[u8]]) {
             self.lines.push(String::from_utf8(parts.concat()).unwrap());
@@ -128,6 +162,20 @@ mod tests {
         assert_eq!(serve(&mut os), 0);
         assert_eq!(os.reaped, 10_000);
         assert_eq!(os.zombies, 0);
+    }
+
+    #[test]
+    fn sigterm_during_a_zombie_storm_stops_reaping_and_exits() {
+        let mut os = os_with(vec![Ok(SIGCHLD)]);
+        os.zombies = 10_000;
+        os.term_after_reaps = Some(1_000);
+        assert_eq!(serve(&mut os), 0);
+        assert_eq!(os.lines, ["Shutting down, got signal: Terminated"]);
+        assert!(
+            os.reaped < 1_000 + REAPS_PER_SHUTDOWN_CHECK,
+            "kept reaping {} after SIGTERM",
+            os.reaped
+        );
     }
 
     #[test]

@@ -6,10 +6,12 @@
 use super::{block_signals, SetupFailure};
 use crate::supervisor;
 use nix::errno::Errno;
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 pub(crate) struct Os {
     signals: SignalFd,
+    /// Non-blocking, INT and TERM only: lets a long reap look for a shutdown.
+    shutdown: SignalFd,
 }
 
 impl Os {
@@ -20,6 +22,8 @@ impl Os {
         let set = block_signals()?;
         let signals =
             SignalFd::new(&set).map_err(|err| SetupFailure::new("opening a signalfd", err, 2))?;
+        let shutdown = SignalFd::with_flags(&super::shutdown_signals(), SfdFlags::SFD_NONBLOCK)
+            .map_err(|err| SetupFailure::new("opening a signalfd", err, 2))?;
         // Subreaping is an addition over upstream that matters only outside a sandbox, so
         // a kernel or emulator that refuses it (qemu-user 7.2 answers EINVAL) gets a
         // warning, not a pause that will not start.
@@ -32,7 +36,7 @@ impl Os {
                 ]);
             }
         }
-        Ok(Os { signals })
+        Ok(Os { signals, shutdown })
     }
 }
 
@@ -47,6 +51,15 @@ impl supervisor::Os for Os {
     }
     fn reap_one(&mut self) -> Result<bool, Errno> {
         super::reap_one()
+    }
+    fn pending_shutdown(&mut self) -> Option<i32> {
+        // Ok(None) is "nothing pending" (EAGAIN); an error is treated the same: the
+        // signal, if any, still waits in the main signalfd.
+        self.shutdown
+            .read_signal()
+            .ok()
+            .flatten()
+            .map(|info| info.ssi_signo as i32)
     }
     fn log(&mut self, parts: &[&[u8]]) {
         super::write_stderr_line(parts);

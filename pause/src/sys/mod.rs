@@ -65,6 +65,15 @@ fn blocked_signals() -> nix::sys::signal::SigSet {
     set
 }
 
+/// SIGINT and SIGTERM: the signals that end pause.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn shutdown_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set
+}
+
 /// Blocks `blocked_signals()` for the process (single-threaded, so the thread mask is it).
 fn block_signals() -> Result<nix::sys::signal::SigSet, SetupFailure> {
     let set = blocked_signals();

@@ -27,6 +27,11 @@ impl supervisor::Os for Os {
     fn reap_one(&mut self) -> Result<bool, Errno> {
         super::reap_one()
     }
+    fn pending_shutdown(&mut self) -> Option<i32> {
+        // No non-blocking signal read here (no signalfd, no sigtimedwait on macOS); the
+        // stub reaps only its own children, so no storm delays a shutdown.
+        None
+    }
     fn log(&mut self, parts: &[&[u8]]) {
         super::write_stderr_line(parts);
     }
