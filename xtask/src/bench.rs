@@ -281,20 +281,9 @@ fn reap(bin: &Path, n: usize) -> Result<(usize, f64, usize, f64)> {
 }
 
 fn children_of(ppid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 2..];
-                    rest.split(' ').nth(1)?.parse::<u32>().ok()
-                })
-                == Some(ppid)
-        })
+    crate::procfs::children_of(ppid)
+        .into_iter()
+        .map(|(pid, _)| pid)
         .collect()
 }
 

@@ -13,6 +13,7 @@ mod elf;
 mod flags;
 mod image;
 mod platform;
+mod procfs;
 mod push;
 mod release;
 mod smoke;

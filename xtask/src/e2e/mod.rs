@@ -5,6 +5,8 @@
 //! /run and /var/lib. Each check prints `ok …` with what it proved. A missing tool is
 //! a printed skip on a developer's machine and a failure under CI=true.
 
+mod containerd;
+mod cri;
 mod image;
 pub(crate) mod registry;
 mod runc;
@@ -30,6 +32,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
     ("ip", "iproute2"),
     ("runc", "runc"),
+    ("containerd", "containerd"),
+    ("busybox", "busybox-static"),
 ];
 
 /// What every check gets: the built binaries, the assembled layout, a scratch dir.
@@ -55,6 +59,24 @@ impl Run<'_> {
         }
         Ok(p)
     }
+}
+
+/// pause as the sandbox runs it: PID 1 of its PID namespace, uid and gid 65535.
+pub(crate) fn check_pid1_as_65535(pid: u32) -> Result<()> {
+    use crate::procfs::status_field;
+    let nspid = status_field(pid, "NSpid:");
+    anyhow::ensure!(
+        nspid.last().map(String::as_str) == Some("1"),
+        "pause is not PID 1 in its namespace: NSpid {nspid:?}"
+    );
+    for name in ["Uid:", "Gid:"] {
+        let ids = status_field(pid, name);
+        anyhow::ensure!(
+            !ids.is_empty() && ids.iter().all(|id| id == "65535"),
+            "pause runs with {name} {ids:?}, not 65535"
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn ok(what: impl std::fmt::Display) {
@@ -111,8 +133,9 @@ impl flags::E2e {
         image::atomic(&run)?;
         let registry = registry::Registry::start(sh, &work.join("registry"))?;
         image::registry(&run, &registry)?;
-        drop(registry);
         runc::check(&run)?;
+        containerd::check(&run, &registry)?;
+        drop(registry);
         println!(
             "e2e: all checks passed in {:.1}s",
             started.elapsed().as_secs_f64()

@@ -28,29 +28,7 @@ pub(crate) fn check(run: &Run) -> Result<()> {
     edit_config(&bundle, |_| Ok(()))?;
     let mut container = start(&state, &bundle, "pause-e2e")?;
     let pid = wait_running(&state, "pause-e2e", &mut container, true)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    ensure!(
-        field("NSpid:").last() == Some(&"1"),
-        "pause is not PID 1 in its namespace: NSpid {:?}",
-        field("NSpid:")
-    );
-    ensure!(
-        field("Uid:").iter().all(|id| *id == "65535"),
-        "pause runs as uid {:?}, not 65535",
-        field("Uid:")
-    );
-    ensure!(
-        field("Gid:").iter().all(|id| *id == "65535"),
-        "pause runs as gid {:?}, not 65535",
-        field("Gid:")
-    );
+    super::check_pid1_as_65535(pid)?;
     let stopped = kill_and_time(&state, "pause-e2e", &mut container, STOP_BOUND * 5)?;
     let (elapsed, code) = stopped.context("pause did not exit after runc kill TERM")?;
     ensure!(
@@ -146,13 +124,7 @@ fn wait_running(state: &Path, id: &str, child: &mut Child, signalfd: bool) -> Re
             let state: serde_json::Value = serde_json::from_slice(&out.stdout)?;
             if state["status"] == "running" {
                 let pid = state["pid"].as_u64().context("runc state has no pid")? as u32;
-                let ready = !signalfd
-                    || std::fs::read_dir(format!("/proc/{pid}/fd"))?
-                        .flatten()
-                        .any(|fd| {
-                            std::fs::read_link(fd.path())
-                                .is_ok_and(|t| t.as_os_str() == "anon_inode:[signalfd]")
-                        });
+                let ready = !signalfd || crate::procfs::has_signalfd(pid);
                 if ready {
                     return Ok(pid);
                 }

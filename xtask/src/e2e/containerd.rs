@@ -1,0 +1,381 @@
+//! containerd through its CRI, the way kubelet runs every pod: the sandbox image is our
+//! image in a loopback registry, containerd pulls it itself, and pause is PID 1 of
+//! the pod. Facts this needs here (machine-facts.md): `restrict_oom_score_adj`, runc
+//! with cgroupfs, an empty hostname for a hostNetwork pod, and no StopPodSandbox for
+//! SIGTERM (it sends SIGKILL): that is shown with StopContainer.
+
+use super::cri::CriClient;
+use super::registry::{Registry, PASSWORD, USER};
+use super::{ok, Run};
+use crate::procfs::{children_of, has_signalfd};
+use anyhow::{bail, ensure, Context, Result};
+use flate2::{Compression, GzBuilder};
+use k8s_cri::v1 as cri;
+use oci_spec::image::{self as oci, MediaType};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use xshell::cmd;
+
+/// Orphans the workload leaves behind in the shared PID namespace.
+const ORPHANS: usize = 100;
+
+struct Containerd {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn check(run: &Run, registry: &Registry) -> Result<()> {
+    let dir = run.work.join("containerd");
+    let sandbox_image = format!("{}/pause:{}", registry.host, run.version);
+    let workload_image = format!("{}/busybox:e2e", registry.host);
+    push_workload_image(run, &workload_image)?;
+    let containerd = start(&dir, registry, &sandbox_image)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut cri = connect(&containerd.socket).await?;
+        let version = cri.version().await?;
+        ok(format!(
+            "containerd: CRI {} via {} {}",
+            version.runtime_api_version, version.runtime_name, version.runtime_version
+        ));
+        pod_checks(run, &mut cri, &dir, &sandbox_image, &workload_image).await
+    })
+}
+
+async fn connect(socket: &Path) -> Result<CriClient> {
+    let started = Instant::now();
+    loop {
+        if socket.exists() {
+            if let Ok(mut client) = CriClient::connect(socket).await {
+                if client.version().await.is_ok() {
+                    return Ok(client);
+                }
+            }
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "containerd's CRI did not answer on {} within 30s",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn pod_checks(
+    run: &Run<'_>,
+    cri: &mut CriClient,
+    dir: &Path,
+    sandbox_image: &str,
+    workload_image: &str,
+) -> Result<()> {
+    // A hostNetwork pod (no CNI needed) whose containers share its PID namespace.
+    let namespaces = cri::NamespaceOption {
+        network: cri::NamespaceMode::Node as i32,
+        pid: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    let sandbox = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "pause-e2e".into(),
+            uid: "pause-e2e-uid".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: dir.join("pods").display().to_string(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = cri.run_pod_sandbox(&sandbox).await?;
+    let pause_pid = cri.pod_sandbox_pid(&pod).await?;
+    wait_until(
+        "pause to open its signalfd",
+        Duration::from_secs(10),
+        || has_signalfd(pause_pid),
+    )
+    .await?;
+    super::check_pid1_as_65535(pause_pid)?;
+    let cmdline = std::fs::read(format!("/proc/{pause_pid}/cmdline"))?;
+    ensure!(
+        cmdline == b"/pause\0",
+        "the sandbox runs {:?}, not [\"/pause\"]",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let pulled = cri
+        .image_status(sandbox_image)
+        .await?
+        .context("containerd has no sandbox image after RunPodSandbox")?;
+    let digest = pulled.repo_digests.first().cloned().unwrap_or_default();
+    ensure!(
+        digest.ends_with(&run.image.index.digest().to_string()),
+        "containerd pulled {digest}, not our index {}",
+        run.image.index.digest()
+    );
+    ok(format!(
+        "containerd: RunPodSandbox pulled {sandbox_image} ({}) pid1 uid=65535 args [\"/pause\"]",
+        run.image.index.digest()
+    ));
+
+    // A workload in the shared PID namespace leaves orphans: they must become pause's
+    // children and, once they exit, be reaped.
+    let auth = cri::AuthConfig {
+        username: USER.into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
+    cri.pull_image(workload_image, Some(auth)).await?;
+    let script =
+        format!("i=0; while [ $i -lt {ORPHANS} ]; do (sleep 2 &); i=$((i+1)); done; sleep 4");
+    let workload = container(
+        "orphan-maker",
+        workload_image,
+        vec!["/bin/sh".into(), "-c".into(), script],
+        &namespaces,
+    );
+    let maker = cri.create_container(&pod, workload, &sandbox).await?;
+    cri.start_container(&maker).await?;
+    let adopted = wait_for(Duration::from_secs(15), || {
+        let n = children_of(pause_pid).len();
+        (n >= ORPHANS).then_some(n)
+    })
+    .await
+    .with_context(|| format!("the {ORPHANS} orphans were not re-parented to pause"))?;
+    wait_until("every orphan to be reaped", Duration::from_secs(20), || {
+        children_of(pause_pid).is_empty()
+    })
+    .await?;
+    ok(format!("containerd: {adopted} orphans in the shared PID namespace were adopted by pause; 0 zombies remain"));
+    cri.stop_container(&maker, 5).await?;
+    cri.remove_container(&maker).await?;
+
+    // pause as a workload container: StopContainer sends SIGTERM and it exits 0.
+    let as_workload = container("pause-workload", sandbox_image, Vec::new(), &namespaces);
+    let id = cri.create_container(&pod, as_workload, &sandbox).await?;
+    cri.start_container(&id).await?;
+    let started = Instant::now();
+    let mut workload_pid = None;
+    while workload_pid.is_none() && started.elapsed() < Duration::from_secs(10) {
+        if let (_, Some(pid)) = cri.container_status(&id).await? {
+            if has_signalfd(pid) {
+                workload_pid = Some(pid);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(
+        workload_pid.is_some(),
+        "pause as a workload container never got ready"
+    );
+    let grace = 10;
+    let sent = Instant::now();
+    cri.stop_container(&id, grace).await?;
+    let took = sent.elapsed();
+    let (status, _) = cri.container_status(&id).await?;
+    ensure!(
+        status.exit_code == 0,
+        "pause exited {} ({}) on StopContainer, not 0",
+        status.exit_code,
+        status.reason
+    );
+    ensure!(
+        took < Duration::from_secs(grace as u64 / 2),
+        "StopContainer took {took:?}: pause waited for the SIGKILL after the grace period"
+    );
+    ok(format!("containerd: StopContainer on pause as a workload → SIGTERM → exit 0 in {:.0} ms (grace {grace} s)", took.as_secs_f64() * 1e3));
+    cri.remove_container(&id).await?;
+
+    cri.stop_pod_sandbox(&pod).await?;
+    cri.remove_pod_sandbox(&pod).await?;
+    ensure!(
+        cri.list_pod_sandboxes().await?.is_empty(),
+        "a pod sandbox is left after RemovePodSandbox"
+    );
+    ensure!(
+        cri.list_containers().await?.is_empty(),
+        "containers are left after RemovePodSandbox"
+    );
+    ensure!(
+        std::fs::metadata(format!("/proc/{pause_pid}")).is_err(),
+        "pause (pid {pause_pid}) still runs after StopPodSandbox"
+    );
+    ok("containerd: StopPodSandbox and RemovePodSandbox left no sandbox, container or process");
+    Ok(())
+}
+
+/// A container in the pod: `command` empty means the image's entrypoint. Its log goes
+/// under the pod's log directory as `<name>.log`.
+fn container(
+    name: &str,
+    image: &str,
+    command: Vec<String>,
+    namespaces: &cri::NamespaceOption,
+) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command,
+        log_path: format!("{name}.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Result<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        ensure!(started.elapsed() < limit, "timed out after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// containerd on a private socket, root and state under `dir`, pulling from `registry`.
+fn start(dir: &Path, registry: &Registry, sandbox_image: &str) -> Result<Containerd> {
+    let host = &registry.host;
+    let certs = dir.join("certs.d").join(host);
+    std::fs::create_dir_all(&certs)?;
+    std::fs::write(
+        certs.join("hosts.toml"),
+        format!("server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+    )?;
+    let socket = dir.join("containerd.sock");
+    let config = format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+[grpc]
+  address = "{socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni}/bin"
+    conf_dir = "{cni}/conf"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{certs_d}"
+    [plugins."io.containerd.grpc.v1.cri".registry.configs."{host}".auth]
+      username = "{USER}"
+      password = "{PASSWORD}"
+"#,
+        root = dir.join("root").display(),
+        state = dir.join("state").display(),
+        socket = socket.display(),
+        cni = dir.join("cni").display(),
+        certs_d = dir.join("certs.d").display(),
+    );
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, config)?;
+    let child = Command::new("containerd")
+        .arg("--config")
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("containerd.log"))?)
+        .spawn()
+        .context("starting containerd")?;
+    Ok(Containerd { child, socket })
+}
+
+/// A one-layer image with Debian's static busybox as /bin/sh and friends: the workload
+/// that makes orphans. Written with our layout code, pushed with skopeo.
+fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
+    let busybox = std::fs::read("/bin/busybox")
+        .context("reading /bin/busybox (apt-get install busybox-static)")?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(busybox.len() as u64);
+    header.set_mode(0o755);
+    tar.append_data(&mut header, "bin/busybox", &busybox[..])?;
+    for applet in ["sh", "sleep"] {
+        let mut link = tar::Header::new_ustar();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        tar.append_link(&mut link, format!("bin/{applet}"), "busybox")?;
+    }
+    let tar = tar.into_inner()?;
+    let diff_id = format!("sha256:{}", crate::build::sha256_hex(&tar));
+    let mut gz = GzBuilder::new().write(Vec::new(), Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar)?;
+    let gz = gz.finish()?;
+
+    let layout_dir = run.work.join("busybox-layout");
+    let writer = crate::image::layout::LayoutWriter::create(&layout_dir)?;
+    let layer = writer.blob(MediaType::ImageLayerGzip, &gz)?;
+    let host = crate::platform::host()?;
+    let config = oci::ImageConfigurationBuilder::default()
+        .architecture(oci::Arch::from(host.oci_arch))
+        .os(oci::Os::from(host.oci_os))
+        .rootfs(
+            oci::RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id])
+                .build()?,
+        )
+        .build()?;
+    let config = writer.json_blob(MediaType::ImageConfig, &config)?;
+    let manifest = oci::ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(vec![layer])
+        .build()?;
+    let mut manifest = writer.json_blob(MediaType::ImageManifest, &manifest)?;
+    manifest.set_annotations(Some(
+        [(oci::ANNOTATION_REF_NAME.to_string(), "e2e".to_string())].into(),
+    ));
+    let index = oci::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(vec![manifest])
+        .build()?;
+    writer.commit(&index)?;
+    let creds = format!("{USER}:{PASSWORD}");
+    cmd!(run.sh, "skopeo copy -q --dest-tls-verify=false --dest-creds {creds} oci:{layout_dir}:e2e docker://{reference}").quiet().run()?;
+    Ok(())
+}

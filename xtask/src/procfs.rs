@@ -1,0 +1,51 @@
+//! What /proc says about a process: its parent, its state, its namespaces, its fds.
+//! Shared by the e2e checks and the benchmarks, which watch pause from outside.
+
+use std::fs;
+
+/// `(state, ppid)` from /proc/PID/stat; `None` once the process is gone.
+pub(crate) fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let mut fields = text[text.rfind(')')? + 2..].split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Every process whose parent is `ppid`, with its state.
+pub(crate) fn children_of(ppid: u32) -> Vec<(u32, char)> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            state_and_parent(pid)
+                .filter(|(_, parent)| *parent == ppid)
+                .map(|(state, _)| (pid, state))
+        })
+        .collect()
+}
+
+/// True once the process has a signalfd open: pause opens it right after blocking its
+/// signals, so from then on no catchable signal kills it.
+pub(crate) fn has_signalfd(pid: u32) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:[signalfd]"))
+}
+
+/// A field of /proc/PID/status, split on whitespace (e.g. `Uid:` → four ids).
+pub(crate) fn status_field(pid: u32, name: &str) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+        })
+        .unwrap_or_default()
+}
