@@ -180,6 +180,17 @@ pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Resul
         let bytes = pause_from_layout(&dest, version)?;
         elf::check_bytes(&bytes, p)
             .with_context(|| format!("skopeo --override-arch {oci_arch} gave the wrong binary"))?;
+        // And the pulled binary runs on its architecture (under qemu-user).
+        let pulled = run.work.join(format!("pulled-{}", p.dist_name));
+        std::fs::write(&pulled, &bytes)?;
+        std::fs::set_permissions(&pulled, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let qemu = p.qemu;
+        let said = cmd!(sh, "{qemu} {pulled} -v").quiet().read()?;
+        ensure!(
+            said == format!("pause.rs {version}"),
+            "the pulled {} binary said {said:?} under {qemu}",
+            p.arch
+        );
         // umoci by per-arch ref, from our own layout: /pause must be there, 0755.
         let bundle = run.work.join(format!("umoci-{}", p.arch));
         let layout = &run.layout;
@@ -199,7 +210,7 @@ pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Resul
         );
         elf::check_bytes(&std::fs::read(&pause)?, p)?;
         ok(format!(
-            "{}: skopeo --override-arch {oci_arch} and umoci {tag} give /pause 0755, ELF {}",
+            "{}: skopeo --override-arch {oci_arch} gives an ELF {} that runs under {qemu}; umoci {tag} gives /pause 0755",
             p.arch, p.elf_machine_name
         ));
     }

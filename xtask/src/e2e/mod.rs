@@ -34,6 +34,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("runc", "runc"),
     ("containerd", "containerd"),
     ("busybox", "busybox-static"),
+    ("qemu-aarch64-static", "qemu-user-static"),
 ];
 
 /// What every check gets: the built binaries, the assembled layout, a scratch dir.
