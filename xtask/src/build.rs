@@ -55,6 +55,12 @@ pub(crate) fn build(
     builder: Builder,
 ) -> Result<Vec<DistBinary>> {
     version::validate(version)?;
+    // auto is zig: no container engine needed, and cross would give the same bytes.
+    let builder = if builder == Builder::Auto {
+        Builder::Zig
+    } else {
+        builder
+    };
     let root = sh.current_dir();
     let dist = dist_dir(sh);
     sh.create_dir(&dist)?;
@@ -170,7 +176,7 @@ struct Toolchain {
 impl Toolchain {
     fn prepare(sh: &Shell, root: &Path, builder: Builder) -> Result<Toolchain> {
         match builder {
-            Builder::Zig | Builder::Cross => {
+            Builder::Auto | Builder::Zig | Builder::Cross => {
                 let rustc = tools::ensure_nightly(sh)?;
                 let venv_bin = tools::ensure_zig(sh, root)?;
                 let linker = tools::zig_version(sh, &venv_bin)?;
@@ -206,7 +212,7 @@ impl Toolchain {
         let _env = sh.push_env("PAUSE_VERSION", version);
         let triple = p.triple;
         match self.builder {
-            Builder::Zig => {
+            Builder::Auto | Builder::Zig => {
                 let config = release_config(sh, root, p, &self.linker(root, p)?)?;
                 let toolchain = format!("+{}", tools::NIGHTLY);
                 cmd!(sh, "cargo {toolchain} build --locked --release -p pause --target {triple} -Zbuild-std=std,panic_abort {config...}")

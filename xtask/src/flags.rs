@@ -36,12 +36,14 @@ pub(crate) struct Build {
     /// Default: derived from `git describe` (see README).
     #[arg(long)]
     pub(crate) version: Option<String>,
-    #[arg(long, value_enum, default_value_t = Builder::Zig)]
+    #[arg(long, value_enum, default_value_t = Builder::Auto)]
     pub(crate) builder: Builder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub(crate) enum Builder {
+    /// zig: it needs no container engine, and cross gives the same bytes anyway.
+    Auto,
     /// nightly build-std, linked by zig: every arch, no container engine.
     Zig,
     /// the zig build inside a Debian container, run by cross with podman or docker.
@@ -72,7 +74,7 @@ pub(crate) struct Image {
     /// Where the OCI layout goes.
     #[arg(long)]
     pub(crate) output: Option<std::path::PathBuf>,
-    #[arg(long, value_enum, default_value_t = Builder::Zig)]
+    #[arg(long, value_enum, default_value_t = Builder::Auto)]
     pub(crate) builder: Builder,
 }
 
@@ -156,7 +158,7 @@ pub(crate) struct Release {
     pub(crate) dry_run: bool,
     #[arg(long)]
     pub(crate) version: Option<String>,
-    #[arg(long, value_enum, default_value_t = Builder::Zig)]
+    #[arg(long, value_enum, default_value_t = Builder::Auto)]
     pub(crate) builder: Builder,
 }
 

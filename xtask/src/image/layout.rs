@@ -87,15 +87,8 @@ impl LayoutWriter {
     pub(crate) fn commit(self, index: &impl Serialize) -> Result<()> {
         std::fs::write(self.staging.join("index.json"), canonical_json(index)?)?;
         if self.output.exists() {
-            // Swap old and new in one step, then drop the old one.
-            nix::fcntl::renameat2(
-                nix::fcntl::AT_FDCWD,
-                &self.staging,
-                nix::fcntl::AT_FDCWD,
-                &self.output,
-                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-            )
-            .with_context(|| format!("swapping the new layout into {}", self.output.display()))?;
+            swap_into_place(&self.staging, &self.output)?;
+            // The staging path now holds the old layout.
             std::fs::remove_dir_all(&self.staging).with_context(|| {
                 format!("removing the old layout at {}", self.staging.display())
             })?;
@@ -105,6 +98,25 @@ impl LayoutWriter {
         }
         Ok(())
     }
+}
+
+/// Exchanges `new` and `old` in one step: renameat2(RENAME_EXCHANGE) on Linux.
+#[cfg(target_os = "linux")]
+fn swap_into_place(new: &Path, old: &Path) -> Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    renameat2(AT_FDCWD, new, AT_FDCWD, old, RenameFlags::RENAME_EXCHANGE)
+        .with_context(|| format!("swapping the new layout into {}", old.display()))
+}
+
+/// Elsewhere (macOS) there is no exchange: move the old layout aside, then the new one
+/// in. A crash between the two leaves the old layout whole beside the output.
+#[cfg(not(target_os = "linux"))]
+fn swap_into_place(new: &Path, old: &Path) -> Result<()> {
+    let aside = new.with_extension("old");
+    std::fs::rename(old, &aside).with_context(|| format!("moving {} aside", old.display()))?;
+    std::fs::rename(new, old).with_context(|| format!("moving the layout to {}", old.display()))?;
+    std::fs::rename(&aside, new)
+        .with_context(|| format!("keeping the old layout at {}", new.display()))
 }
 
 impl Drop for LayoutWriter {
