@@ -188,15 +188,16 @@ fn debian_mirror() -> String {
 /// Builds `p` with cross and returns the path of the binary (in `target/cross/`).
 pub(crate) fn build(sh: &Shell, root: &Path, p: &Platform, config: &[String]) -> Result<PathBuf> {
     let engine = Engine::find(sh, root)?;
-    let cross = ensure_cross(sh, root)?;
-    let image = BuilderImage::load(root)?;
-    ensure_image(sh, root, &engine, &image)?;
-    let tools_dir = root.join("target/tools");
+    // Before anything talks to the engine: podman's private storage holds the image.
     let _envs: Vec<_> = engine
         .conf_env
         .iter()
         .map(|(k, v)| sh.push_env(k, v))
         .collect();
+    let cross = ensure_cross(sh, root)?;
+    let image = BuilderImage::load(root)?;
+    ensure_image(sh, root, &engine, &image)?;
+    let tools_dir = root.join("target/tools");
     let _engine = sh.push_env("CROSS_CONTAINER_ENGINE", engine.program);
     let _toolchain = sh.push_env("CROSS_CUSTOM_TOOLCHAIN", "1");
     let opts = format!(
