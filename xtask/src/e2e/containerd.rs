@@ -8,7 +8,7 @@ use super::cri::CriClient;
 use super::registry::{Registry, PASSWORD, USER};
 use super::{ok, Run};
 use crate::procfs::{children_of, has_signalfd};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use flate2::{Compression, GzBuilder};
 use k8s_cri::v1 as cri;
 use oci_spec::image::{self as oci, MediaType};
@@ -248,14 +248,9 @@ fn container(
 }
 
 async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
-    let started = Instant::now();
-    while !done() {
-        if started.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+    wait_for(limit, || done().then_some(()))
+        .await
+        .with_context(|| format!("waiting for {what}"))
 }
 
 async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Result<T> {
