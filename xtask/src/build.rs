@@ -17,25 +17,25 @@ use std::time::Instant;
 use xshell::{cmd, Shell};
 
 /// One built binary in `target/dist/`.
-pub(crate) struct DistBinary {
-    pub(crate) platform: &'static Platform,
-    pub(crate) path: PathBuf,
-    pub(crate) size: u64,
-    pub(crate) sha256: String,
+pub struct DistBinary {
+    pub platform: &'static Platform,
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// What a dist binary was built from, written beside it as `<dist_name>.json`.
 #[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct BuildRecord {
-    pub(crate) version: String,
-    pub(crate) target: String,
-    pub(crate) builder: String,
-    pub(crate) tools: ToolVersions,
-    pub(crate) sha256: String,
+pub struct BuildRecord {
+    pub version: String,
+    pub target: String,
+    pub builder: String,
+    pub tools: ToolVersions,
+    pub sha256: String,
 }
 
 impl flags::Build {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         let platforms = platform::select(&self.arch)?;
         let version = version::resolve(sh, self.version)?;
         build(sh, &platforms, &version, self.builder)?;
@@ -43,12 +43,12 @@ impl flags::Build {
     }
 }
 
-pub(crate) fn dist_dir(sh: &Shell) -> PathBuf {
+pub fn dist_dir(sh: &Shell) -> PathBuf {
     sh.current_dir().join("target/dist")
 }
 
 /// Builds `platforms` in table order and returns the dist binaries.
-pub(crate) fn build(
+pub fn build(
     sh: &Shell,
     platforms: &[&'static Platform],
     version: &str,
@@ -66,23 +66,24 @@ pub(crate) fn build(
     sh.create_dir(&dist)?;
     let toolchain = Toolchain::prepare(sh, &root, builder)?;
     let total = Instant::now();
-    let mut built = Vec::new();
-    for (idx, p) in platforms.iter().enumerate() {
-        let started = Instant::now();
-        eprintln!(
-            "[{}/{}] {} ({}) building with {builder}",
-            idx + 1,
-            platforms.len(),
-            p.arch,
-            p.triple
-        );
+    let names: Vec<&str> = platforms.iter().map(|p| p.arch).collect();
+    eprintln!(
+        "building {} with {builder} (version {version}): {}",
+        plural(platforms.len(), "arch"),
+        names.join(" ")
+    );
+    // A failed build must not leave an older binary where a new one belongs.
+    for p in platforms {
         let dist_path = dist.join(p.dist_name);
-        // A failed build must not leave an older binary where this one belongs.
         remove_if_exists(&dist_path)?;
         remove_if_exists(&record_path(&dist_path))?;
-        let out = toolchain
-            .build(sh, &root, p, version)
-            .with_context(|| format!("building pause for {}", p.arch))?;
+    }
+    let outputs = toolchain
+        .build(sh, &root, platforms, version)
+        .with_context(|| format!("building pause for {}", names.join(", ")))?;
+    let mut built = Vec::new();
+    for (idx, (p, out)) in platforms.iter().zip(outputs).enumerate() {
+        let dist_path = dist.join(p.dist_name);
         let (size, sha256) = install(&out, &dist_path)?;
         let bin = DistBinary {
             platform: p,
@@ -103,11 +104,10 @@ pub(crate) fn build(
             serde_json::to_string_pretty(&record)?,
         )?;
         eprintln!(
-            "[{}/{}] {} done in {:.1}s: {} {} bytes sha256:{}",
+            "[{}/{}] {}: {} {} bytes sha256:{}",
             idx + 1,
             platforms.len(),
             p.arch,
-            started.elapsed().as_secs_f64(),
             bin.path.display(),
             bin.size,
             bin.sha256
@@ -127,15 +127,23 @@ pub(crate) fn build(
     Ok(built)
 }
 
-pub(crate) fn record_path(dist_path: &Path) -> PathBuf {
+pub fn record_path(dist_path: &Path) -> PathBuf {
     dist_path.with_extension("json")
 }
 
-pub(crate) fn read_record(dist_path: &Path) -> Result<BuildRecord> {
+pub fn read_record(dist_path: &Path) -> Result<BuildRecord> {
     let path = record_path(dist_path);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {}; run `cargo xtask build` first", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}es")
+    }
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
@@ -161,7 +169,7 @@ fn install(out: &Path, dist_path: &Path) -> Result<(u64, String)> {
     Ok((bytes.len() as u64, sha256_hex(&bytes)))
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
@@ -182,16 +190,24 @@ impl Toolchain {
                 let linker = tools::zig_version(sh, &venv_bin)?;
                 Ok(Toolchain {
                     builder,
-                    versions: ToolVersions { rustc, linker },
+                    versions: ToolVersions {
+                        toolchain: tools::NIGHTLY.to_string(),
+                        rustc,
+                        linker,
+                    },
                     venv_bin: Some(venv_bin),
                 })
             }
             Builder::Cargo => {
-                let rustc = cmd!(sh, "rustc -V").quiet().read()?;
+                let rustc = cmd!(sh, "rustc +stable -V").quiet().read()?;
                 let linker = "rust-lld (self-contained musl)".to_string();
                 Ok(Toolchain {
                     builder,
-                    versions: ToolVersions { rustc, linker },
+                    versions: ToolVersions {
+                        toolchain: "stable".to_string(),
+                        rustc,
+                        linker,
+                    },
                     venv_bin: None,
                 })
             }
@@ -207,49 +223,69 @@ impl Toolchain {
         tools::zig_linker(root, venv_bin, p)
     }
 
-    /// Runs cargo for one platform and returns the path of the binary it made.
-    fn build(&self, sh: &Shell, root: &Path, p: &Platform, version: &str) -> Result<PathBuf> {
+    /// Builds every platform and returns the paths of the binaries, in `platforms` order.
+    /// The zig builder does it in one cargo invocation, so the targets' std builds and
+    /// LTO share the cores; cross and cargo go one target at a time.
+    fn build(
+        &self,
+        sh: &Shell,
+        root: &Path,
+        platforms: &[&'static Platform],
+        version: &str,
+    ) -> Result<Vec<PathBuf>> {
         let _env = sh.push_env("PAUSE_VERSION", version);
-        let triple = p.triple;
+        let out = |p: &Platform| root.join("target").join(p.triple).join("release/pause");
         match self.builder {
             Builder::Auto | Builder::Zig => {
-                let config = release_config(sh, root, p, &self.linker(root, p)?)?;
+                let mut args = Vec::new();
+                for p in platforms {
+                    args.extend(["--target".to_string(), p.triple.to_string()]);
+                    args.extend(release_config(sh, root, p, &self.linker(root, p)?)?);
+                }
                 let toolchain = format!("+{}", tools::NIGHTLY);
-                cmd!(sh, "cargo {toolchain} build --locked --release -p pause --target {triple} -Zbuild-std=std,panic_abort {config...}")
+                cmd!(sh, "cargo {toolchain} build --locked --release -p pause -Zbuild-std=std,panic_abort {args...}")
                     .run()?;
             }
             Builder::Cross => {
-                let config = release_config(sh, root, p, &self.linker(root, p)?)?;
-                return crate::cross::build(sh, root, p, &config);
+                return platforms
+                    .iter()
+                    .map(|p| {
+                        let config = release_config(sh, root, p, &self.linker(root, p)?)?;
+                        crate::cross::build(sh, root, p, &config)
+                    })
+                    .collect();
             }
             Builder::Cargo => {
-                tools::ensure_target(sh, "stable", triple)?;
-                let linker = format!("target.{triple}.linker=\"rust-lld\"");
-                let flags = format!(
-                    "target.{triple}.rustflags=['-Clink-self-contained=yes','-Ctarget-feature=+crt-static','--remap-path-prefix={}=/pause']",
-                    root.display()
-                );
-                cmd!(sh, "cargo +stable build --locked --release -p pause --target {triple} --config {linker} --config {flags}")
-                    .run()?;
+                for p in platforms {
+                    let triple = p.triple;
+                    tools::ensure_target(sh, "stable", triple)?;
+                    let linker = format!("target.{triple}.linker=\"rust-lld\"");
+                    let flags = format!(
+                        "target.{triple}.rustflags=['-Clink-self-contained=yes','-Ctarget-feature=+crt-static','--remap-path-prefix={}=/pause']",
+                        root.display()
+                    );
+                    cmd!(sh, "cargo +stable build --locked --release -p pause --target {triple} --config {linker} --config {flags}")
+                        .run()?;
+                }
             }
         }
-        let out = root.join("target").join(triple).join("release/pause");
-        if !out.is_file() {
-            bail!("cargo finished but {} is missing", out.display());
-        }
-        Ok(out)
+        platforms
+            .iter()
+            .map(|p| {
+                let path = out(p);
+                if !path.is_file() {
+                    bail!("cargo finished but {} is missing", path.display());
+                }
+                Ok(path)
+            })
+            .collect()
     }
 }
 
 /// The `--config` arguments shared by the zig and cross builders: the linker shim, size
 /// flags, and path remapping so the build directory, cargo home and toolchain leave no
 /// trace.
-pub(crate) fn release_config(
-    sh: &Shell,
-    root: &Path,
-    p: &Platform,
-    linker: &Path,
-) -> Result<Vec<String>> {
+pub fn release_config(sh: &Shell, root: &Path, p: &Platform, linker: &Path) -> Result<Vec<String>> {
     let triple = p.triple;
     let cargo_home = sh
         .var("CARGO_HOME")

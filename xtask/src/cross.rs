@@ -2,11 +2,11 @@
 //! container made from Debian packages, run by cross 0.2.5 with podman (or docker).
 //!
 //! cross mounts the project at /project, the target dir at /target and the host's
-//! toolchain at /rust; xtask also mounts `target/tools` at its own path so the zig
-//! linker shim is the same file inside and out. Pitfalls met on this kind of machine
-//! (machine-facts.md): cross must be called with a toolchain that is not rustup's
-//! active one (`+nightly`), CROSS_CUSTOM_TOOLCHAIN stops it from running rustup, and
-//! `--pull=never --network=none` keeps it from reaching out.
+//! toolchain at /rust; xtask also mounts `target/tools` and zig's cache at their own
+//! paths so the zig linker shim is the same file inside and out. Pitfalls met on this kind of machine
+//! on this kind of machine: cross must be called with a toolchain that is not rustup's
+//! active one (the pinned nightly, `tools::NIGHTLY`), CROSS_CUSTOM_TOOLCHAIN stops it
+//! from running rustup, and `--pull=never --network=none` keeps it from reaching out.
 
 use crate::platform::Platform;
 use crate::tools;
@@ -15,20 +15,20 @@ use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
 
 const CROSS_VERSION: &str = "0.2.5";
-pub(crate) const BUILDER_DESCRIPTION: &str = "images/builder/builder.toml";
+pub const BUILDER_DESCRIPTION: &str = "images/builder/builder.toml";
 
 /// `images/builder/builder.toml`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct BuilderImage {
-    pub(crate) tag: String,
+pub struct BuilderImage {
+    pub tag: String,
     suite: String,
     variant: String,
     packages: Vec<String>,
 }
 
 impl BuilderImage {
-    pub(crate) fn load(root: &Path) -> Result<BuilderImage> {
+    pub fn load(root: &Path) -> Result<BuilderImage> {
         let path = root.join(BUILDER_DESCRIPTION);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -94,6 +94,24 @@ impl Engine {
         }
         bail!("--builder cross needs a container engine; install podman (`apt-get install podman`) or use --builder zig")
     }
+}
+
+impl Engine {
+    /// Points this shell's engine at its configuration (podman's private storage).
+    fn configure<'a>(&self, sh: &'a Shell) -> Vec<xshell::PushEnv<'a>> {
+        self.conf_env
+            .iter()
+            .map(|(k, v)| sh.push_env(k, v))
+            .collect()
+    }
+}
+
+/// Makes the builder image when the engine lacks it. `ci` runs this on a thread of
+/// its own while other stages run; `build` finds the image made.
+pub fn prepare_image(sh: &Shell, root: &Path) -> Result<()> {
+    let engine = Engine::find(sh, root)?;
+    let _conf = engine.configure(sh);
+    ensure_image(sh, root, &engine, &BuilderImage::load(root)?)
 }
 
 /// The cross binary in `target/tools/cross`, installed from crates.io when missing.
@@ -186,23 +204,23 @@ fn debian_mirror() -> String {
 }
 
 /// Builds `p` with cross and returns the path of the binary (in `target/cross/`).
-pub(crate) fn build(sh: &Shell, root: &Path, p: &Platform, config: &[String]) -> Result<PathBuf> {
+pub fn build(sh: &Shell, root: &Path, p: &Platform, config: &[String]) -> Result<PathBuf> {
     let engine = Engine::find(sh, root)?;
     // Before anything talks to the engine: podman's private storage holds the image.
-    let _envs: Vec<_> = engine
-        .conf_env
-        .iter()
-        .map(|(k, v)| sh.push_env(k, v))
-        .collect();
+    let _conf = engine.configure(sh);
     let cross = ensure_cross(sh, root)?;
     let image = BuilderImage::load(root)?;
     ensure_image(sh, root, &engine, &image)?;
     let tools_dir = root.join("target/tools");
+    let zig_cache = tools::zig_cache_dir()?;
+    std::fs::create_dir_all(&zig_cache)?;
     let _engine = sh.push_env("CROSS_CONTAINER_ENGINE", engine.program);
     let _toolchain = sh.push_env("CROSS_CUSTOM_TOOLCHAIN", "1");
+    // The linker shim and zig (target/tools) and zig's cache, each at its own path.
     let opts = format!(
-        "--network=none --pull=never -v {0}:{0}",
-        tools_dir.display()
+        "--network=none --pull=never -v {0}:{0} -v {1}:{1}",
+        tools_dir.display(),
+        zig_cache.display()
     );
     let _opts = sh.push_env("CROSS_CONTAINER_OPTS", opts);
     let triple = p.triple;
@@ -221,7 +239,7 @@ mod tests {
 
     #[test]
     fn cross_toml_passes_the_version_into_the_container() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = crate::project_root();
         let cross_toml: toml::Table =
             toml::from_str(&std::fs::read_to_string(root.join("Cross.toml")).unwrap()).unwrap();
         let passthrough = cross_toml["build"]["env"]["passthrough"]
@@ -234,7 +252,7 @@ mod tests {
 
     #[test]
     fn cross_toml_names_the_builder_image_for_every_platform() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = crate::project_root();
         let image = BuilderImage::load(root).unwrap();
         let cross_toml: toml::Table =
             toml::from_str(&std::fs::read_to_string(root.join("Cross.toml")).unwrap()).unwrap();

@@ -9,12 +9,12 @@ use std::path::Path;
 
 /// The ELF facts we check.
 #[derive(Debug, PartialEq)]
-pub(crate) struct ElfFacts {
-    pub(crate) machine: u16,
-    pub(crate) has_interpreter: bool,
+pub struct ElfFacts {
+    pub machine: u16,
+    pub has_interpreter: bool,
 }
 
-pub(crate) fn read_facts(bytes: &[u8]) -> Result<ElfFacts> {
+pub fn read_facts(bytes: &[u8]) -> Result<ElfFacts> {
     match FileKind::parse(bytes).context("not an object file")? {
         FileKind::Elf32 => facts::<elf::FileHeader32<object::Endianness>>(bytes),
         FileKind::Elf64 => facts::<elf::FileHeader64<object::Endianness>>(bytes),
@@ -37,12 +37,12 @@ fn facts<H: FileHeader<Endian = object::Endianness>>(bytes: &[u8]) -> Result<Elf
 }
 
 /// Fails unless `path` is a static ELF for `p`'s machine.
-pub(crate) fn check_static(path: &Path, p: &Platform) -> Result<()> {
+pub fn check_static(path: &Path, p: &Platform) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     check_bytes(&bytes, p).with_context(|| format!("checking {}", path.display()))
 }
 
-pub(crate) fn check_bytes(bytes: &[u8], p: &Platform) -> Result<()> {
+pub fn check_bytes(bytes: &[u8], p: &Platform) -> Result<()> {
     let facts = read_facts(bytes)?;
     if facts.machine != p.elf_machine {
         bail!(

@@ -7,17 +7,18 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "cargo xtask",
     about = "Build, verify, package and publish the pause image"
 )]
-pub(crate) struct Xtask {
+pub struct Xtask {
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     Build(Build),
     Verify(Verify),
     Image(Image),
     Push(Push),
+    Setup(Setup),
     E2e(E2e),
     Bench(Bench),
     Release(Release),
@@ -28,20 +29,20 @@ pub(crate) enum Command {
 
 /// Build static pause binaries into target/dist/pause-linux-<arch>.
 #[derive(Parser)]
-pub(crate) struct Build {
+pub struct Build {
     /// Comma-separated architectures from the platform table, or `all`.
     #[arg(long, default_value = "all")]
-    pub(crate) arch: String,
+    pub arch: String,
     /// The version `pause -v` prints and the image is tagged with (an OCI tag).
     /// Default: derived from `git describe` (see README).
     #[arg(long)]
-    pub(crate) version: Option<String>,
+    pub version: Option<String>,
     #[arg(long, value_enum, default_value_t = Builder::Auto)]
-    pub(crate) builder: Builder,
+    pub builder: Builder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
-pub(crate) enum Builder {
+pub enum Builder {
     /// zig: it needs no container engine, and cross gives the same bytes anyway.
     Auto,
     /// nightly build-std, linked by zig: every arch, no container engine.
@@ -64,80 +65,79 @@ impl std::fmt::Display for Builder {
 
 /// Assemble the multi-arch OCI image layout (builds the binaries first).
 #[derive(Parser)]
-pub(crate) struct Image {
+pub struct Image {
     /// The version (an OCI tag); default derived from git, as for `build`.
     #[arg(long)]
-    pub(crate) version: Option<String>,
+    pub version: Option<String>,
     /// Architectures; default: the platforms in images/pause/image.toml.
     #[arg(long)]
-    pub(crate) arch: Option<String>,
+    pub arch: Option<String>,
     /// Where the OCI layout goes.
     #[arg(long)]
-    pub(crate) output: Option<std::path::PathBuf>,
+    pub output: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = Builder::Auto)]
-    pub(crate) builder: Builder,
+    pub builder: Builder,
 }
 
 /// Push an image layout to a registry: blobs, manifests, index, tags, SBOM referrers.
 #[derive(Parser)]
-pub(crate) struct Push {
+pub struct Push {
     /// The OCI layout to push (default target/oci/pause).
     #[arg(long)]
-    pub(crate) layout: Option<std::path::PathBuf>,
+    pub layout: Option<std::path::PathBuf>,
     /// Where to: REGISTRY/REPO[:TAG]; the tag defaults to the layout's VERSION.
     #[arg(long)]
-    pub(crate) to: String,
+    pub to: String,
     /// Docker-format auth file; default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
     #[arg(long)]
-    pub(crate) authfile: Option<std::path::PathBuf>,
+    pub authfile: Option<std::path::PathBuf>,
     /// Allow plain HTTP to a registry that is not on loopback.
     #[arg(long)]
-    pub(crate) insecure: bool,
+    pub insecure: bool,
 }
 
-/// End-to-end checks with real components on loopback: registry, skopeo, umoci, runtimes.
+/// Install what the test suite needs: Debian packages (as root, with apt-get), the
+/// pinned toolchain, rustup components and targets, zig.
 #[derive(Parser)]
-pub(crate) struct E2e {
-    #[arg(long)]
-    pub(crate) version: Option<String>,
-    /// Architectures; default: the platforms in images/pause/image.toml.
-    #[arg(long)]
-    pub(crate) arch: Option<String>,
+pub struct Setup {}
+
+/// End-to-end checks with real components on loopback (run by the harness crate).
+#[derive(Parser)]
+#[command(disable_help_flag = true)]
+pub struct E2e {
+    /// Passed to the harness: [--version V] [--arch LIST]; `--help` shows them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
-/// Measure sizes, memory, stop latency, start-up and reaping, beside a baseline.
+/// Measure sizes, memory, stop latency, start-up and reaping (run by the harness crate).
 #[derive(Parser)]
-pub(crate) struct Bench {
-    /// A second pause binary (native), e.g. pause.c built with `gcc -Os -static`.
-    #[arg(long)]
-    pub(crate) baseline: Option<std::path::PathBuf>,
-    #[arg(long)]
-    pub(crate) version: Option<String>,
-    /// Fewer runs and smaller N: a smoke test that the bench still works.
-    #[arg(long)]
-    pub(crate) quick: bool,
-    /// Rewrite README.md's Performance section from this run.
-    #[arg(long)]
-    pub(crate) update_readme: bool,
+#[command(disable_help_flag = true)]
+pub struct Bench {
+    /// Passed to the harness: [--baseline PATH] [--version V] [--quick] [--update-readme].
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Run each dist binary under qemu-user: -v, signals, reaping as PID 1.
 #[derive(Parser)]
-pub(crate) struct Verify {
+pub struct Verify {
     #[arg(long, default_value = "all")]
-    pub(crate) arch: String,
+    pub arch: String,
 }
 
-/// The whole test suite: fmt, clippy, tests, macOS checks, every arch under qemu, e2e.
+/// The whole test suite, each stage once: set-up, fmt, clippy, tests, macOS check,
+/// workflow lint, every arch built and verified under qemu, cross, e2e, release dry
+/// run, bench.
 #[derive(Parser)]
-pub(crate) struct Ci {
+pub struct Ci {
     /// Run one part only (the CI workflow splits the suite into jobs).
     #[arg(long, value_enum, default_value_t = Stage::All)]
-    pub(crate) stage: Stage,
+    pub stage: Stage,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
-pub(crate) enum Stage {
+pub enum Stage {
     /// fmt, clippy, unit and integration tests, macOS check, workflow linters.
     Checks,
     /// Build every arch, verify each under qemu, check reproducibility.
@@ -149,23 +149,23 @@ pub(crate) enum Stage {
 
 /// Build, assemble and push the release (what .github/workflows/release.yml runs).
 #[derive(Parser)]
-pub(crate) struct Release {
+pub struct Release {
     /// REGISTRY/REPO to push to, e.g. ghcr.io/OWNER/pause.
     #[arg(long)]
-    pub(crate) to: Option<String>,
-    /// Push to a registry started on loopback instead; skip signing.
+    pub to: Option<String>,
+    /// Push to a registry started on loopback instead (by the harness); skip signing.
     #[arg(long)]
-    pub(crate) dry_run: bool,
+    pub dry_run: bool,
     #[arg(long)]
-    pub(crate) version: Option<String>,
+    pub version: Option<String>,
     #[arg(long, value_enum, default_value_t = Builder::Auto)]
-    pub(crate) builder: Builder,
+    pub builder: Builder,
 }
 
 /// Build pause for this machine and run it: -v, then SIGTERM → exit 0 (macOS CI).
 #[derive(Parser)]
-pub(crate) struct Smoke {}
+pub struct Smoke {}
 
 /// Print the CI build matrix (from the platform table) as JSON.
 #[derive(Parser)]
-pub(crate) struct CiMatrix {}
+pub struct CiMatrix {}

@@ -4,29 +4,12 @@
 //! project root, dispatch to the command's module. Tools run only through xshell's
 //! `cmd!`, never through `sh -c`.
 
-mod bench;
-mod build;
-mod ci;
-mod cross;
-mod e2e;
-mod elf;
-mod flags;
-mod image;
-mod platform;
-mod procfs;
-mod push;
-mod release;
-mod smoke;
-mod tools;
-mod verify;
-mod version;
-
 use anyhow::Result;
 use clap::Parser;
-use std::path::Path;
-use xshell::Shell;
+use xtask::flags;
 
 fn main() {
+    xtask::forget_cargo_run_env();
     if let Err(err) = try_main() {
         // One line a cause: what failed, and (from the innermost) how to fix it.
         eprintln!("error: {err:#}");
@@ -36,13 +19,13 @@ fn main() {
 
 fn try_main() -> Result<()> {
     let flags = flags::Xtask::parse();
-    let sh = Shell::new()?;
-    sh.change_dir(project_root());
+    let sh = xtask::shell()?;
     match flags.command {
         flags::Command::Build(cmd) => cmd.run(&sh),
         flags::Command::Verify(cmd) => cmd.run(&sh),
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::Push(cmd) => cmd.run(&sh),
+        flags::Command::Setup(cmd) => cmd.run(&sh),
         flags::Command::E2e(cmd) => cmd.run(&sh),
         flags::Command::Bench(cmd) => cmd.run(&sh),
         flags::Command::Release(cmd) => cmd.run(&sh),
@@ -50,10 +33,4 @@ fn try_main() -> Result<()> {
         flags::Command::Ci(cmd) => cmd.run(&sh),
         flags::Command::CiMatrix(cmd) => cmd.run(&sh),
     }
-}
-
-fn project_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the root")
 }

@@ -8,31 +8,31 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, Serialize)]
-pub(crate) struct Platform {
+pub struct Platform {
     /// Our name for it: the `--arch` value and the per-arch tag suffix.
-    pub(crate) arch: &'static str,
+    pub arch: &'static str,
     /// The OCI `os`, `architecture` and `variant` of the image entry.
-    pub(crate) oci_os: &'static str,
-    pub(crate) oci_arch: &'static str,
-    pub(crate) oci_variant: Option<&'static str>,
+    pub oci_os: &'static str,
+    pub oci_arch: &'static str,
+    pub oci_variant: Option<&'static str>,
     /// The Rust target; musl everywhere, so binaries are static.
-    pub(crate) triple: &'static str,
+    pub triple: &'static str,
     /// zig's name for the target and the CPU it must assume (what cargo-zigbuild uses),
     /// for the linker shim that both builders share.
-    pub(crate) zig_target: &'static str,
-    pub(crate) zig_cpu: Option<&'static str>,
+    pub zig_target: &'static str,
+    pub zig_cpu: Option<&'static str>,
     /// The qemu-user binary that runs it on any host.
-    pub(crate) qemu: &'static str,
+    pub qemu: &'static str,
     /// ELF `e_machine` and its name, to prove a binary is what it claims.
-    pub(crate) elf_machine: u16,
-    pub(crate) elf_machine_name: &'static str,
+    pub elf_machine: u16,
+    pub elf_machine_name: &'static str,
     /// The file under `target/dist/` (upstream's `pause-linux-<arch>` naming).
-    pub(crate) dist_name: &'static str,
+    pub dist_name: &'static str,
     /// Required platforms are what clusters run; the others are wanted.
-    pub(crate) required: bool,
+    pub required: bool,
 }
 
-pub(crate) const PLATFORMS: &[Platform] = &[
+pub const PLATFORMS: &[Platform] = &[
     Platform {
         arch: "amd64",
         oci_os: "linux",
@@ -120,7 +120,7 @@ pub(crate) const PLATFORMS: &[Platform] = &[
 ];
 
 /// The row of the machine we run on: what runs natively (bench, runc).
-pub(crate) fn host() -> Result<&'static Platform> {
+pub fn host() -> Result<&'static Platform> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -135,7 +135,7 @@ pub(crate) fn host() -> Result<&'static Platform> {
 }
 
 /// Parses `--arch`: `all`, or a comma-separated list of table names, in table order.
-pub(crate) fn select(spec: &str) -> Result<Vec<&'static Platform>> {
+pub fn select(spec: &str) -> Result<Vec<&'static Platform>> {
     if spec.trim() == "all" {
         return Ok(PLATFORMS.iter().collect());
     }
@@ -152,7 +152,7 @@ pub(crate) fn select(spec: &str) -> Result<Vec<&'static Platform>> {
         .collect())
 }
 
-pub(crate) fn known() -> String {
+pub fn known() -> String {
     PLATFORMS
         .iter()
         .map(|p| p.arch)

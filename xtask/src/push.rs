@@ -19,7 +19,7 @@ use std::time::Duration;
 use xshell::Shell;
 
 impl flags::Push {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         let layout = match self.layout {
             Some(dir) => dir,
             None => {
@@ -47,7 +47,7 @@ impl flags::Push {
 }
 
 /// `--authfile`, else `REGISTRY_AUTH_FILE`, else `~/.docker/config.json` (if it exists).
-fn auth_file(sh: &Shell, given: Option<PathBuf>) -> Option<PathBuf> {
+pub fn auth_file(sh: &Shell, given: Option<PathBuf>) -> Option<PathBuf> {
     given
         .or_else(|| sh.var_os("REGISTRY_AUTH_FILE").map(PathBuf::from))
         .or_else(|| {
@@ -59,7 +59,7 @@ fn auth_file(sh: &Shell, given: Option<PathBuf>) -> Option<PathBuf> {
 
 /// Credentials for `host` from a docker-format auth file: `auths.<host>.auth` is
 /// base64 of `user:password`.
-pub(crate) fn credentials(authfile: Option<&Path>, host: &str) -> Result<RegistryAuth> {
+pub fn credentials(authfile: Option<&Path>, host: &str) -> Result<RegistryAuth> {
     let Some(path) = authfile else {
         return Ok(RegistryAuth::Anonymous);
     };
@@ -102,8 +102,14 @@ pub(crate) fn credentials(authfile: Option<&Path>, host: &str) -> Result<Registr
     Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
 }
 
+/// rustls is built without a provider of its own (see Cargo.toml): ring, for the
+/// process. A second call finds one installed, which is fine.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// True for registries on this machine, where plain HTTP is allowed without --insecure.
-pub(crate) fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     let name = host
         .rsplit_once(':')
         .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
@@ -175,7 +181,7 @@ impl Layout {
 /// Pushes the layout at `layout_dir` to `to` and returns the index digest.
 /// `interrupt_after` stops after that many blob uploads, as a killed push would: the
 /// e2e suite uses it to prove that the next push completes the job.
-pub(crate) async fn push(
+pub async fn push(
     layout_dir: &Path,
     to: &str,
     authfile: Option<&Path>,
@@ -201,6 +207,7 @@ pub(crate) async fn push(
     } else {
         ClientProtocol::Https
     };
+    install_tls_provider();
     let client = Client::new(ClientConfig {
         protocol,
         read_timeout: Some(Duration::from_secs(60)),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 
 impl flags::Smoke {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         cmd!(sh, "cargo build --locked --release -p pause").run()?;
         let bin = sh.current_dir().join("target/release/pause");
         let version = cmd!(sh, "{bin} -v").read()?;

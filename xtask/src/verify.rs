@@ -13,12 +13,12 @@ use std::time::Instant;
 use xshell::{cmd, Shell};
 
 impl flags::Verify {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         verify(sh, &platform::select(&self.arch)?)
     }
 }
 
-pub(crate) fn verify(sh: &Shell, platforms: &[&'static platform::Platform]) -> Result<()> {
+pub fn verify(sh: &Shell, platforms: &[&'static platform::Platform]) -> Result<()> {
     for p in platforms {
         let qemu = p.qemu;
         tools::require(sh, qemu, "apt-get install qemu-user-static").with_context(|| {

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 /// The OCI distribution-spec tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-pub(crate) fn validate(version: &str) -> Result<()> {
+pub fn validate(version: &str) -> Result<()> {
     let mut bytes = version.bytes();
     let first_ok = bytes
         .next()
@@ -21,7 +21,7 @@ pub(crate) fn validate(version: &str) -> Result<()> {
 /// `--version`, else derived from git: the nearest `v*` tag without its `v`
 /// (`v1.2.0` → `1.2.0`), with `-N-gSHA` when commits follow it; with no tag,
 /// `0.0.0-gSHA`. A dirty work tree adds `-dirty`.
-pub(crate) fn resolve(sh: &Shell, given: Option<String>) -> Result<String> {
+pub fn resolve(sh: &Shell, given: Option<String>) -> Result<String> {
     let version = match given {
         Some(v) => v,
         None => from_git(sh)?,

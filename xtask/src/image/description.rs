@@ -5,31 +5,31 @@ use crate::platform::{self, Platform};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-pub(crate) const DESCRIPTION: &str = "images/pause/image.toml";
-pub(crate) const CONTAINERFILE: &str = "images/pause/Containerfile";
+pub const DESCRIPTION: &str = "images/pause/image.toml";
+pub const CONTAINERFILE: &str = "images/pause/Containerfile";
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ImageDescription {
-    pub(crate) name: String,
-    pub(crate) user: String,
-    pub(crate) entrypoint: Vec<String>,
-    pub(crate) working_dir: String,
-    pub(crate) platforms: Vec<String>,
-    pub(crate) annotations: DescribedAnnotations,
+pub struct ImageDescription {
+    pub name: String,
+    pub user: String,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub platforms: Vec<String>,
+    pub annotations: DescribedAnnotations,
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DescribedAnnotations {
-    pub(crate) title: String,
-    pub(crate) description: String,
-    pub(crate) licenses: String,
-    pub(crate) source: String,
+pub struct DescribedAnnotations {
+    pub title: String,
+    pub description: String,
+    pub licenses: String,
+    pub source: String,
 }
 
 impl ImageDescription {
-    pub(crate) fn load(root: &Path) -> Result<ImageDescription> {
+    pub fn load(root: &Path) -> Result<ImageDescription> {
         let path = root.join(DESCRIPTION);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -40,7 +40,7 @@ impl ImageDescription {
     }
 
     /// The described platforms, as table rows.
-    pub(crate) fn platforms(&self) -> Result<Vec<&'static Platform>> {
+    pub fn platforms(&self) -> Result<Vec<&'static Platform>> {
         self.platforms
             .iter()
             .map(|name| {
@@ -52,7 +52,7 @@ impl ImageDescription {
     }
 
     /// Fails when the Containerfile says something other than this description.
-    pub(crate) fn check_containerfile(&self, containerfile: &str) -> Result<()> {
+    pub fn check_containerfile(&self, containerfile: &str) -> Result<()> {
         let instruction = |name: &str| {
             containerfile.lines().map(str::trim).find_map(|line| {
                 line.strip_prefix(name)
@@ -98,7 +98,7 @@ mod tests {
     use super::*;
 
     fn root() -> &'static Path {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+        crate::project_root()
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 /// Serializes with sorted keys and no spaces (olpc-cjson), so the bytes, and so the
 /// digests, never depend on HashMap order.
-pub(crate) fn canonical_json(value: &impl Serialize) -> Result<Vec<u8>> {
+pub fn canonical_json(value: &impl Serialize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut ser =
         serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
@@ -22,12 +22,12 @@ pub(crate) fn canonical_json(value: &impl Serialize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(crate) fn sha256_digest(bytes: &[u8]) -> Result<Sha256Digest> {
+pub fn sha256_digest(bytes: &[u8]) -> Result<Sha256Digest> {
     Ok(Sha256Digest::from_str(&crate::build::sha256_hex(bytes))?)
 }
 
 /// Reads the blob `digest` (`sha256:<hex>`) from the layout at `dir`.
-pub(crate) fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>> {
+pub fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>> {
     let hex = digest
         .strip_prefix("sha256:")
         .with_context(|| format!("unsupported digest {digest}"))?;
@@ -36,13 +36,13 @@ pub(crate) fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>> {
 }
 
 /// A layout being written; nothing is visible at the output path until `commit`.
-pub(crate) struct LayoutWriter {
+pub struct LayoutWriter {
     staging: PathBuf,
     output: PathBuf,
 }
 
 impl LayoutWriter {
-    pub(crate) fn create(output: &Path) -> Result<LayoutWriter> {
+    pub fn create(output: &Path) -> Result<LayoutWriter> {
         let parent = output
             .parent()
             .context("the output has no parent directory")?;
@@ -67,7 +67,7 @@ impl LayoutWriter {
     }
 
     /// Writes a blob and returns its descriptor.
-    pub(crate) fn blob(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
+    pub fn blob(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
         let digest = sha256_digest(bytes)?;
         let path = self.staging.join("blobs/sha256").join(digest.digest());
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -75,16 +75,12 @@ impl LayoutWriter {
     }
 
     /// Writes a value as a canonical-JSON blob.
-    pub(crate) fn json_blob(
-        &self,
-        media_type: MediaType,
-        value: &impl Serialize,
-    ) -> Result<Descriptor> {
+    pub fn json_blob(&self, media_type: MediaType, value: &impl Serialize) -> Result<Descriptor> {
         self.blob(media_type, &canonical_json(value)?)
     }
 
     /// Writes `index.json` and moves the layout into place.
-    pub(crate) fn commit(self, index: &impl Serialize) -> Result<()> {
+    pub fn commit(self, index: &impl Serialize) -> Result<()> {
         std::fs::write(self.staging.join("index.json"), canonical_json(index)?)?;
         if self.output.exists() {
             swap_into_place(&self.staging, &self.output)?;

@@ -6,9 +6,9 @@
 //! `VERSION-linux-ARCH` (upstream's per-arch tags). Every JSON document is canonical
 //! and every timestamp comes from SOURCE_DATE_EPOCH, so digests are reproducible.
 
-pub(crate) mod description;
-pub(crate) mod layout;
-pub(crate) mod sbom;
+pub mod description;
+pub mod layout;
+pub mod sbom;
 
 use crate::build::{self, read_record, DistBinary};
 use crate::{flags, platform, version};
@@ -26,22 +26,22 @@ use std::time::Instant;
 use xshell::{cmd, Shell};
 
 /// What `assemble` made, for the summary, push and the tests.
-pub(crate) struct Assembled {
-    pub(crate) index: Descriptor,
-    pub(crate) arches: Vec<ArchImage>,
+pub struct Assembled {
+    pub index: Descriptor,
+    pub arches: Vec<ArchImage>,
     /// Sum of every blob's size: what a registry stores for the whole image.
-    pub(crate) total_size: u64,
+    pub total_size: u64,
 }
 
-pub(crate) struct ArchImage {
-    pub(crate) arch: &'static str,
-    pub(crate) manifest: Descriptor,
-    pub(crate) layer_size: u64,
-    pub(crate) sbom: Descriptor,
+pub struct ArchImage {
+    pub arch: &'static str,
+    pub manifest: Descriptor,
+    pub layer_size: u64,
+    pub sbom: Descriptor,
 }
 
 impl flags::Image {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         let root = sh.current_dir();
         let desc = ImageDescription::load(&root)?;
         let containerfile = root.join(description::CONTAINERFILE);
@@ -82,7 +82,7 @@ fn print_summary(image: &Assembled, output: &Path, version: &str) {
 }
 
 /// The time every entry and document carries: SOURCE_DATE_EPOCH, else 0.
-pub(crate) fn source_date_epoch() -> Result<i64> {
+pub fn source_date_epoch() -> Result<i64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) => text.trim().parse().with_context(|| {
             format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds; set it to e.g. $(git log -1 --format=%ct)")
@@ -99,7 +99,7 @@ fn rfc3339(epoch: i64) -> Result<String> {
 
 /// One gzip layer with a single entry `pause` (0755, uid/gid 0, mtime `epoch`).
 /// Returns the compressed bytes and the uncompressed tar's digest (the diff_id).
-pub(crate) fn layer(binary: &[u8], epoch: i64) -> Result<(Vec<u8>, String)> {
+pub fn layer(binary: &[u8], epoch: i64) -> Result<(Vec<u8>, String)> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(tar::EntryType::Regular);
@@ -122,7 +122,7 @@ pub(crate) fn layer(binary: &[u8], epoch: i64) -> Result<(Vec<u8>, String)> {
 
 /// Assembles the layout at `output`. `before_commit` runs after every blob is written
 /// and before the layout is swapped in: tests fail it to prove nothing leaks.
-pub(crate) fn assemble(
+pub fn assemble(
     sh: &Shell,
     desc: &ImageDescription,
     binaries: &[DistBinary],
@@ -289,11 +289,11 @@ pub(crate) fn assemble(
 }
 
 /// The per-arch tag, upstream's `VERSION-linux-ARCH`.
-pub(crate) fn arch_tag(version: &str, p: &platform::Platform) -> String {
+pub fn arch_tag(version: &str, p: &platform::Platform) -> String {
     format!("{version}-{}-{}", p.oci_os, p.arch)
 }
 
 /// The default layout path: `target/oci/<name>` under the project root.
-pub(crate) fn default_output(root: &Path, desc: &ImageDescription) -> PathBuf {
+pub fn default_output(root: &Path, desc: &ImageDescription) -> PathBuf {
     root.join("target/oci").join(&desc.name)
 }

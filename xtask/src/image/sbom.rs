@@ -1,4 +1,5 @@
-//! An SPDX 2.3 JSON document per arch: the binary, the crates in it, the toolchain.
+//! An SPDX 2.3 JSON document per arch: the binary, the crates in it, the toolchain
+//! (rustc's version and the pinned rustup toolchain's name) and the linker.
 //!
 //! Crates come from `cargo metadata` for the arch's target (normal dependencies of
 //! pause only), versions and licenses from Cargo.lock and the crates' manifests.
@@ -10,18 +11,18 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use xshell::{cmd, Shell};
 
-pub(crate) const MEDIA_TYPE: &str = "application/spdx+json";
+pub const MEDIA_TYPE: &str = "application/spdx+json";
 
 /// A crate pause links, for the SBOM.
 #[derive(Debug, Clone)]
-pub(crate) struct Crate {
-    pub(crate) name: String,
-    pub(crate) version: String,
-    pub(crate) license: String,
+pub struct Crate {
+    pub name: String,
+    pub version: String,
+    pub license: String,
 }
 
 /// The crates linked into pause for `triple`, sorted by name (pause itself included).
-pub(crate) fn linked_crates(sh: &Shell, triple: &str) -> Result<Vec<Crate>> {
+pub fn linked_crates(sh: &Shell, triple: &str) -> Result<Vec<Crate>> {
     let text = cmd!(
         sh,
         "cargo metadata --locked --format-version 1 --filter-platform {triple}"
@@ -80,7 +81,7 @@ pub(crate) fn linked_crates(sh: &Shell, triple: &str) -> Result<Vec<Crate>> {
 }
 
 /// The SPDX document for one arch's binary.
-pub(crate) fn document(
+pub fn document(
     p: &Platform,
     record: &BuildRecord,
     crates: &[Crate],
@@ -149,7 +150,10 @@ pub(crate) fn document(
             "licenseConcluded": "NOASSERTION",
             "licenseDeclared": "NOASSERTION",
             "copyrightText": "NOASSERTION",
-            "comment": format!("built {} for target {} with builder {}", "pause", record.target, record.builder),
+            "comment": format!(
+                "built pause for target {} with builder {}, rustup toolchain {}",
+                record.target, record.builder, record.tools.toolchain
+            ),
         }));
         relationships.push(json!({
             "spdxElementId": id,

@@ -32,7 +32,7 @@ impl Drop for Containerd {
     }
 }
 
-pub(crate) fn check(run: &Run, registry: &Registry) -> Result<()> {
+pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     let dir = run.work.join("containerd");
     let sandbox_image = format!("{}/pause:{}", registry.host, run.version);
     let workload_image = format!("{}/busybox:e2e", registry.host);
@@ -335,15 +335,15 @@ fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
         tar.append_link(&mut link, format!("bin/{applet}"), "busybox")?;
     }
     let tar = tar.into_inner()?;
-    let diff_id = format!("sha256:{}", crate::build::sha256_hex(&tar));
+    let diff_id = format!("sha256:{}", xtask::build::sha256_hex(&tar));
     let mut gz = GzBuilder::new().write(Vec::new(), Compression::fast());
     std::io::Write::write_all(&mut gz, &tar)?;
     let gz = gz.finish()?;
 
     let layout_dir = run.work.join("busybox-layout");
-    let writer = crate::image::layout::LayoutWriter::create(&layout_dir)?;
+    let writer = xtask::image::layout::LayoutWriter::create(&layout_dir)?;
     let layer = writer.blob(MediaType::ImageLayerGzip, &gz)?;
-    let host = crate::platform::host()?;
+    let host = xtask::platform::host()?;
     let config = oci::ImageConfigurationBuilder::default()
         .architecture(oci::Arch::from(host.oci_arch))
         .os(oci::Os::from(host.oci_os))

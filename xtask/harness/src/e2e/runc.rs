@@ -3,17 +3,17 @@
 //! The negative control runs a PID 1 that ignores SIGTERM and shows it outlives the bound.
 
 use super::{ok, Run};
-use crate::image::arch_tag;
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xshell::cmd;
+use xtask::image::arch_tag;
 
 /// The stop bound the issue sets: SIGTERM to exit.
 const STOP_BOUND: Duration = Duration::from_secs(1);
 
-pub(crate) fn check(run: &Run) -> Result<()> {
+pub fn check(run: &Run) -> Result<()> {
     let host = run.host_platform()?;
     let bundle = run.work.join("runc/bundle");
     let layout = &run.layout;

@@ -9,14 +9,14 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
-pub(crate) struct CriClient {
+pub struct CriClient {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
 }
 
 impl CriClient {
     /// Connects to the CRI socket at `socket` (the URI is required by tonic, not used).
-    pub(crate) async fn connect(socket: &Path) -> Result<CriClient> {
+    pub async fn connect(socket: &Path) -> Result<CriClient> {
         let socket: PathBuf = socket.to_path_buf();
         let channel = tonic::transport::Endpoint::try_from("http://[::1]:1")?
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
@@ -35,7 +35,7 @@ impl CriClient {
         })
     }
 
-    pub(crate) async fn version(&mut self) -> Result<cri::VersionResponse> {
+    pub async fn version(&mut self) -> Result<cri::VersionResponse> {
         Ok(self
             .runtime
             .version(cri::VersionRequest {
@@ -46,7 +46,7 @@ impl CriClient {
             .into_inner())
     }
 
-    pub(crate) async fn pull_image(
+    pub async fn pull_image(
         &mut self,
         image: &str,
         auth: Option<cri::AuthConfig>,
@@ -65,7 +65,7 @@ impl CriClient {
             .image_ref)
     }
 
-    pub(crate) async fn image_status(&mut self, image: &str) -> Result<Option<cri::Image>> {
+    pub async fn image_status(&mut self, image: &str) -> Result<Option<cri::Image>> {
         let request = cri::ImageStatusRequest {
             image: Some(image_spec(image)),
             verbose: false,
@@ -79,10 +79,7 @@ impl CriClient {
             .image)
     }
 
-    pub(crate) async fn run_pod_sandbox(
-        &mut self,
-        config: &cri::PodSandboxConfig,
-    ) -> Result<String> {
+    pub async fn run_pod_sandbox(&mut self, config: &cri::PodSandboxConfig) -> Result<String> {
         let request = cri::RunPodSandboxRequest {
             config: Some(config.clone()),
             runtime_handler: String::new(),
@@ -97,7 +94,7 @@ impl CriClient {
     }
 
     /// The sandbox's verbose status: containerd puts its `pid` in `info["info"]`.
-    pub(crate) async fn pod_sandbox_pid(&mut self, pod: &str) -> Result<u32> {
+    pub async fn pod_sandbox_pid(&mut self, pod: &str) -> Result<u32> {
         let request = cri::PodSandboxStatusRequest {
             pod_sandbox_id: pod.into(),
             verbose: true,
@@ -111,7 +108,7 @@ impl CriClient {
         info_pid(&status.info)
     }
 
-    pub(crate) async fn stop_pod_sandbox(&mut self, pod: &str) -> Result<()> {
+    pub async fn stop_pod_sandbox(&mut self, pod: &str) -> Result<()> {
         self.runtime
             .stop_pod_sandbox(cri::StopPodSandboxRequest {
                 pod_sandbox_id: pod.into(),
@@ -121,7 +118,7 @@ impl CriClient {
         Ok(())
     }
 
-    pub(crate) async fn remove_pod_sandbox(&mut self, pod: &str) -> Result<()> {
+    pub async fn remove_pod_sandbox(&mut self, pod: &str) -> Result<()> {
         self.runtime
             .remove_pod_sandbox(cri::RemovePodSandboxRequest {
                 pod_sandbox_id: pod.into(),
@@ -131,7 +128,7 @@ impl CriClient {
         Ok(())
     }
 
-    pub(crate) async fn list_pod_sandboxes(&mut self) -> Result<Vec<cri::PodSandbox>> {
+    pub async fn list_pod_sandboxes(&mut self) -> Result<Vec<cri::PodSandbox>> {
         Ok(self
             .runtime
             .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
@@ -141,7 +138,7 @@ impl CriClient {
             .items)
     }
 
-    pub(crate) async fn create_container(
+    pub async fn create_container(
         &mut self,
         pod: &str,
         config: cri::ContainerConfig,
@@ -161,7 +158,7 @@ impl CriClient {
             .container_id)
     }
 
-    pub(crate) async fn start_container(&mut self, id: &str) -> Result<()> {
+    pub async fn start_container(&mut self, id: &str) -> Result<()> {
         self.runtime
             .start_container(cri::StartContainerRequest {
                 container_id: id.into(),
@@ -171,7 +168,7 @@ impl CriClient {
         Ok(())
     }
 
-    pub(crate) async fn stop_container(&mut self, id: &str, timeout_s: i64) -> Result<()> {
+    pub async fn stop_container(&mut self, id: &str, timeout_s: i64) -> Result<()> {
         self.runtime
             .stop_container(cri::StopContainerRequest {
                 container_id: id.into(),
@@ -182,7 +179,7 @@ impl CriClient {
         Ok(())
     }
 
-    pub(crate) async fn remove_container(&mut self, id: &str) -> Result<()> {
+    pub async fn remove_container(&mut self, id: &str) -> Result<()> {
         self.runtime
             .remove_container(cri::RemoveContainerRequest {
                 container_id: id.into(),
@@ -192,7 +189,7 @@ impl CriClient {
         Ok(())
     }
 
-    pub(crate) async fn container_status(
+    pub async fn container_status(
         &mut self,
         id: &str,
     ) -> Result<(cri::ContainerStatus, Option<u32>)> {
@@ -213,7 +210,7 @@ impl CriClient {
         ))
     }
 
-    pub(crate) async fn list_containers(&mut self) -> Result<Vec<cri::Container>> {
+    pub async fn list_containers(&mut self) -> Result<Vec<cri::Container>> {
         Ok(self
             .runtime
             .list_containers(cri::ListContainersRequest { filter: None })

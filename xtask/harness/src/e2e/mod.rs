@@ -1,56 +1,43 @@
 //! `cargo xtask e2e`: the image proven with real components, started here on loopback.
 //!
-//! It re-runs itself inside private mount and network namespaces (`unshare`), so the
+//! `e2e` resolves the version and the arches, then runs `e2e-inside` with them, as
+//! explicit arguments, inside private mount and network namespaces (`unshare`), so the
 //! registry, containerd and runc it starts touch neither the host's network nor its
 //! /run and /var/lib. Each check prints `ok …` with what it proved. A missing tool is
-//! a printed skip on a developer's machine and a failure under CI=true.
+//! a printed skip on a developer's machine and a failure under CI=true (`cargo xtask
+//! e2e` installs them first, as root on Debian).
 
 mod containerd;
 mod cri;
 mod image;
-pub(crate) mod registry;
+pub mod registry;
 mod runc;
 
-use crate::build::{self, DistBinary};
-use crate::image::description::ImageDescription;
-use crate::image::Assembled;
-use crate::{flags, platform, tools, version};
+use crate::flags;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 use xshell::{cmd, Shell};
-
-/// Set in the re-run inside the namespaces.
-const INSIDE: &str = "PAUSE_E2E_INSIDE";
-
-/// (tool, Debian package) the e2e run needs.
-const TOOLS: &[(&str, &str)] = &[
-    ("docker-registry", "docker-registry"),
-    ("htpasswd", "apache2-utils"),
-    ("skopeo", "skopeo"),
-    ("umoci", "umoci"),
-    ("unshare", "util-linux"),
-    ("ip", "iproute2"),
-    ("runc", "runc"),
-    ("containerd", "containerd"),
-    ("busybox", "busybox-static"),
-    ("qemu-aarch64-static", "qemu-user-static"),
-];
+use xtask::build::{self, DistBinary};
+use xtask::flags::Builder;
+use xtask::image::description::ImageDescription;
+use xtask::image::Assembled;
+use xtask::{platform, setup, version};
 
 /// What every check gets: the built binaries, the assembled layout, a scratch dir.
-pub(crate) struct Run<'a> {
-    pub(crate) sh: &'a Shell,
-    pub(crate) desc: ImageDescription,
-    pub(crate) binaries: Vec<DistBinary>,
-    pub(crate) version: String,
-    pub(crate) work: PathBuf,
-    pub(crate) layout: PathBuf,
-    pub(crate) image: Assembled,
+pub struct Run<'a> {
+    pub sh: &'a Shell,
+    pub desc: ImageDescription,
+    pub binaries: Vec<DistBinary>,
+    pub version: String,
+    pub work: PathBuf,
+    pub layout: PathBuf,
+    pub image: Assembled,
 }
 
 impl Run<'_> {
     /// The row of the machine we run on: runtimes run the native binary.
-    pub(crate) fn host_platform(&self) -> Result<&'static platform::Platform> {
+    pub fn host_platform(&self) -> Result<&'static platform::Platform> {
         let p = platform::host()?;
         if !self.image.arches.iter().any(|a| a.arch == p.arch) {
             bail!(
@@ -63,7 +50,7 @@ impl Run<'_> {
 }
 
 /// pause as the sandbox runs it: PID 1 of its PID namespace, uid and gid 65535.
-pub(crate) fn check_pid1_as_65535(pid: u32) -> Result<()> {
+pub fn check_pid1_as_65535(pid: u32) -> Result<()> {
     use crate::procfs::status_field;
     let nspid = status_field(pid, "NSpid:");
     anyhow::ensure!(
@@ -80,38 +67,55 @@ pub(crate) fn check_pid1_as_65535(pid: u32) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn ok(what: impl std::fmt::Display) {
+pub fn ok(what: impl std::fmt::Display) {
     println!("ok {what}");
 }
 
 impl flags::E2e {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
-        let missing: Vec<String> = TOOLS
-            .iter()
-            .filter(|(tool, _)| tools::find_on_path(sh, tool).is_none())
-            .map(|(tool, pkg)| format!("{tool} (apt-get install {pkg})"))
-            .collect();
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let missing = setup::missing(sh);
         if !missing.is_empty() {
-            let message = format!("e2e needs {}", missing.join(", "));
+            let names: Vec<_> = missing.iter().map(|pkg| pkg.name).collect();
+            let message = format!("e2e needs {}", names.join(", "));
             if sh.var("CI").is_ok_and(|v| v == "true") {
-                bail!("{message}; .ci/run installs them");
+                bail!("{message}; `cargo xtask setup` installs them");
             }
             println!("skip e2e: {message}");
             return Ok(());
         }
-        if sh.var(INSIDE).is_err() {
-            return reexec_in_namespaces(sh);
-        }
+        let root = sh.current_dir();
+        let platforms = match &self.arch {
+            Some(spec) => platform::select(spec)?,
+            None => ImageDescription::load(&root)?.platforms()?,
+        };
+        let arch = platforms
+            .iter()
+            .map(|p| p.arch)
+            .collect::<Vec<_>>()
+            .join(",");
+        let version = version::resolve(sh, self.version)?;
+        let exe = std::env::current_exe()?;
+        cmd!(
+            sh,
+            "unshare --mount --net --fork --kill-child -- {exe} e2e-inside --version {version} --arch {arch}"
+        )
+        .run()
+        .context(
+            "e2e failed (run as root: it needs unshare for private mount and network namespaces)",
+        )?;
+        Ok(())
+    }
+}
+
+impl flags::E2eInside {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         prepare_namespaces(sh)?;
         let started = Instant::now();
         let root = sh.current_dir();
         let desc = ImageDescription::load(&root)?;
-        let platforms = match &self.arch {
-            Some(spec) => platform::select(spec)?,
-            None => desc.platforms()?,
-        };
-        let version = version::resolve(sh, self.version)?;
-        let binaries = build::build(sh, &platforms, &version, flags::Builder::Zig)?;
+        let platforms = platform::select(&self.arch)?;
+        let version = self.version;
+        let binaries = build::build(sh, &platforms, &version, Builder::Zig)?;
         let work = root.join("target/e2e");
         if work.exists() {
             std::fs::remove_dir_all(&work)
@@ -119,7 +123,7 @@ impl flags::E2e {
         }
         let layout = work.join("layout/pause");
         let image =
-            crate::image::assemble(sh, &desc, &binaries, &version, &layout, &mut || Ok(()))?;
+            xtask::image::assemble(sh, &desc, &binaries, &version, &layout, &mut || Ok(()))?;
         let run = Run {
             sh,
             desc,
@@ -143,22 +147,6 @@ impl flags::E2e {
         );
         Ok(())
     }
-}
-
-/// Runs this same command again under `unshare --mount --net --fork`.
-fn reexec_in_namespaces(sh: &Shell) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let _inside = sh.push_env(INSIDE, "1");
-    cmd!(
-        sh,
-        "unshare --mount --net --fork --kill-child -- {exe} {args...}"
-    )
-    .run()
-    .context(
-        "e2e failed (run as root: it needs unshare for private mount and network namespaces)",
-    )?;
-    Ok(())
 }
 
 /// Inside the new namespaces: loopback up, and a private /run so nothing lands on the host's.

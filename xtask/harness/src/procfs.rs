@@ -4,7 +4,7 @@
 use std::fs;
 
 /// `(state, ppid)` from /proc/PID/stat; `None` once the process is gone.
-pub(crate) fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+pub fn state_and_parent(pid: u32) -> Option<(char, u32)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let mut fields = text[text.rfind(')')? + 2..].split(' ');
@@ -14,7 +14,7 @@ pub(crate) fn state_and_parent(pid: u32) -> Option<(char, u32)> {
 }
 
 /// Every process whose parent is `ppid`, with its state.
-pub(crate) fn children_of(ppid: u32) -> Vec<(u32, char)> {
+pub fn children_of(ppid: u32) -> Vec<(u32, char)> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -30,7 +30,7 @@ pub(crate) fn children_of(ppid: u32) -> Vec<(u32, char)> {
 
 /// True once the process has a signalfd open: pause opens it right after blocking its
 /// signals, so from then on no catchable signal kills it.
-pub(crate) fn has_signalfd(pid: u32) -> bool {
+pub fn has_signalfd(pid: u32) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
@@ -39,7 +39,7 @@ pub(crate) fn has_signalfd(pid: u32) -> bool {
 }
 
 /// A field of /proc/PID/status, split on whitespace (e.g. `Uid:` → four ids).
-pub(crate) fn status_field(pid: u32, name: &str) -> Vec<String> {
+pub fn status_field(pid: u32, name: &str) -> Vec<String> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -2,17 +2,17 @@
 //! (docker-registry, skopeo, umoci) read back is right for every arch.
 
 use super::{ok, Run};
-use crate::image::{self, arch_tag};
-use crate::{elf, push};
 use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use std::io::Read;
 use std::path::Path;
 use xshell::cmd;
+use xtask::image::{self, arch_tag};
+use xtask::{elf, push};
 
 /// Assembles twice into two directories: the index digests must be equal.
-pub(crate) fn reproducible(run: &Run) -> Result<()> {
+pub fn reproducible(run: &Run) -> Result<()> {
     let first = image::assemble(
         run.sh,
         &run.desc,
@@ -47,7 +47,7 @@ pub(crate) fn reproducible(run: &Run) -> Result<()> {
 }
 
 /// A run that fails after writing every blob must leave the previous layout as it was.
-pub(crate) fn atomic(run: &Run) -> Result<()> {
+pub fn atomic(run: &Run) -> Result<()> {
     let output = run.work.join("atomic/pause");
     image::assemble(
         run.sh,
@@ -109,7 +109,7 @@ fn snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// Push (interrupted, then completed), then read back with skopeo and umoci.
-pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
+pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
     let sh = run.sh;
     let host = &registry.host;
     let reference = format!("{host}/pause");
@@ -156,7 +156,7 @@ pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Resul
     .quiet()
     .output()?
     .stdout;
-    let served = format!("sha256:{}", crate::build::sha256_hex(&raw));
+    let served = format!("sha256:{}", xtask::build::sha256_hex(&raw));
     ensure!(
         served == digest,
         "the registry serves {served} for {version}, the layout's index is {digest}"
@@ -166,7 +166,7 @@ pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Resul
     ));
 
     for arch in &run.image.arches {
-        let p = crate::platform::PLATFORMS
+        let p = xtask::platform::PLATFORMS
             .iter()
             .find(|p| p.arch == arch.arch)
             .context("arch not in table")?;
@@ -233,7 +233,7 @@ pub(crate) fn registry(run: &Run, registry: &super::registry::Registry) -> Resul
     ok("sbom: every arch's SPDX artifact is listed under its sha256-<hex> referrers tag");
 
     // Bad input, through the real command line: one line, non-zero exit.
-    let xtask = std::env::current_exe()?;
+    let xtask = xtask::harness::xtask_binary()?;
     let layout = &run.layout;
     let wrong = registry.authfile("wrong-password")?;
     for (args, expected) in [
@@ -290,7 +290,7 @@ fn pause_from_layout(layout: &Path, tag: &str) -> Result<Vec<u8>> {
                 == Some(tag)
         })
         .with_context(|| format!("{tag} not in {}", layout.display()))?;
-    let blob = |digest: &str| crate::image::layout::read_blob(layout, digest);
+    let blob = |digest: &str| xtask::image::layout::read_blob(layout, digest);
     let manifest: ImageManifest = serde_json::from_slice(&blob(desc.digest().as_ref())?)?;
     let [layer] = manifest.layers().as_slice() else {
         bail!("expected one layer")

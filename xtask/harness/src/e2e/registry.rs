@@ -8,18 +8,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 
-pub(crate) const USER: &str = "pause-e2e";
-pub(crate) const PASSWORD: &str = "correct-horse";
+pub const USER: &str = "pause-e2e";
+pub const PASSWORD: &str = "correct-horse";
 
-pub(crate) struct Registry {
+pub struct Registry {
     child: Child,
-    pub(crate) host: String,
-    pub(crate) dir: PathBuf,
+    pub host: String,
+    pub dir: PathBuf,
 }
 
 impl Registry {
     /// Starts the registry in `dir` (config, htpasswd and storage live there).
-    pub(crate) fn start(sh: &Shell, dir: &Path) -> Result<Registry> {
+    pub fn start(sh: &Shell, dir: &Path) -> Result<Registry> {
         std::fs::create_dir_all(dir.join("data"))?;
         let htpasswd_line = cmd!(sh, "htpasswd -Bbn {USER} {PASSWORD}")
             .quiet()
@@ -66,13 +66,13 @@ impl Registry {
     }
 
     /// A docker-format auth file for this registry with `password`.
-    pub(crate) fn authfile(&self, password: &str) -> Result<PathBuf> {
+    pub fn authfile(&self, password: &str) -> Result<PathBuf> {
         use base64::Engine;
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
         let path = self.dir.join(format!(
             "auth-{}.json",
-            crate::build::sha256_hex(password.as_bytes())
+            xtask::build::sha256_hex(password.as_bytes())
         ));
         std::fs::write(
             &path,

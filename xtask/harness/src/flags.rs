@@ -1,0 +1,69 @@
+//! The harness's command line (reached through `cargo xtask e2e|bench|release --dry-run`).
+
+use clap::{Parser, Subcommand};
+use xtask::flags::Builder;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "The pause test harness"
+)]
+pub struct Harness {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    E2e(E2e),
+    #[command(hide = true)]
+    E2eInside(E2eInside),
+    Bench(Bench),
+    Rehearse(Rehearse),
+}
+
+/// End-to-end checks with real components on loopback: registry, skopeo, umoci, runtimes.
+#[derive(Parser)]
+pub struct E2e {
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Architectures; default: the platforms in images/pause/image.toml.
+    #[arg(long)]
+    pub arch: Option<String>,
+}
+
+/// The e2e checks proper, inside the private namespaces that `e2e` made.
+#[derive(Parser)]
+pub struct E2eInside {
+    #[arg(long)]
+    pub version: String,
+    /// Comma-separated architectures from the platform table.
+    #[arg(long)]
+    pub arch: String,
+}
+
+/// Measure sizes, memory, stop latency, start-up and reaping, beside a baseline.
+#[derive(Parser)]
+pub struct Bench {
+    /// A second pause binary (native), e.g. pause.c built with `gcc -Os -static`.
+    #[arg(long)]
+    pub baseline: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Fewer runs and smaller N: a smoke test that the bench still works.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rewrite README.md's Performance section from this run.
+    #[arg(long)]
+    pub update_readme: bool,
+}
+
+/// The release, pushed to a registry started on loopback; signing skipped.
+#[derive(Parser)]
+pub struct Rehearse {
+    #[arg(long)]
+    pub version: Option<String>,
+    #[arg(long, value_enum, default_value_t = Builder::Auto)]
+    pub builder: Builder,
+}

@@ -1,0 +1,34 @@
+//! The pause workspace's test harness: what proves the image with real components
+//! (e2e), measures it (bench), and rehearses the release against a registry it starts.
+//!
+//! Run through `cargo xtask e2e|bench|release --dry-run`, which install what this
+//! crate needs first. It builds and assembles with the release path (`xtask`), and
+//! owns everything that only tests use: the registry, the CRI client, /proc probes.
+
+mod bench;
+mod e2e;
+mod flags;
+mod procfs;
+mod rehearse;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() {
+    xtask::forget_cargo_run_env();
+    if let Err(err) = try_main() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn try_main() -> Result<()> {
+    let flags = flags::Harness::parse();
+    let sh = xtask::shell()?;
+    match flags.command {
+        flags::Command::E2e(cmd) => cmd.run(&sh),
+        flags::Command::E2eInside(cmd) => cmd.run(&sh),
+        flags::Command::Bench(cmd) => cmd.run(&sh),
+        flags::Command::Rehearse(cmd) => cmd.run(&sh),
+    }
+}

@@ -1,0 +1,63 @@
+//! The release path of the pause workspace, as a library: build → verify → image →
+//! push → release, and the suite's orchestration (`setup`, `ci`).
+//!
+//! `cargo xtask` (`main.rs`) runs these as commands; the test harness crate
+//! (`xtask/harness`) calls them to build and assemble what it tests. Dependencies
+//! point one way: nothing here uses the harness's code, and everything here compiles
+//! from crates.io alone (no system library, no code generator).
+
+pub mod build;
+pub mod ci;
+pub mod cross;
+pub mod elf;
+pub mod flags;
+pub mod harness;
+pub mod image;
+pub mod platform;
+pub mod push;
+pub mod release;
+pub mod setup;
+pub mod smoke;
+pub mod tools;
+pub mod verify;
+pub mod version;
+
+use std::path::Path;
+use xshell::Shell;
+
+/// The shell every command runs its tools in, at the project root.
+pub fn shell() -> anyhow::Result<Shell> {
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    Ok(sh)
+}
+
+/// Drops the variables `cargo run` set for this process (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, …) so that no tool we run sees them. Build scripts watch some
+/// of them (ring's does): a nested cargo that saw them would rebuild what the outer
+/// one had just built. Call it first in `main`, while there is only one thread.
+pub fn forget_cargo_run_env() {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let per_package = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if per_package {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+pub fn project_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+}
