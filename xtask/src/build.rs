@@ -185,8 +185,15 @@ impl Toolchain {
     fn prepare(sh: &Shell, root: &Path, builder: Builder) -> Result<Toolchain> {
         match builder {
             Builder::Auto | Builder::Zig | Builder::Cross => {
-                let rustc = tools::ensure_nightly(sh)?;
-                let venv_bin = tools::ensure_zig(sh, root)?;
+                // Both are downloads on a new machine: fetch them side by side.
+                let (rustc, venv_bin) = std::thread::scope(|scope| {
+                    let zig = scope.spawn(|| tools::ensure_zig(&crate::shell()?, root));
+                    let rustc = tools::ensure_nightly(sh);
+                    let venv_bin = zig
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("installing zig panicked"))?;
+                    Ok::<_, anyhow::Error>((rustc?, venv_bin?))
+                })?;
                 let linker = tools::zig_version(sh, &venv_bin)?;
                 Ok(Toolchain {
                     builder,
@@ -243,7 +250,9 @@ impl Toolchain {
                     args.extend(release_config(sh, root, p, &self.linker(root, p)?)?);
                 }
                 let toolchain = format!("+{}", tools::NIGHTLY);
+                // Not echoed: six targets' flags are kilobytes; cargo shows its progress.
                 cmd!(sh, "cargo {toolchain} build --locked --release -p pause -Zbuild-std=std,panic_abort {args...}")
+                    .quiet()
                     .run()?;
             }
             Builder::Cross => {

@@ -6,29 +6,16 @@
 
 use crate::{flags, setup};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
 use xshell::{cmd, Shell};
-
-/// Tells the harness where the `xtask` binary that started it is: its e2e runs the
-/// real command line (`push`) to check what users see.
-const XTASK_BIN: &str = "PAUSE_XTASK_BIN";
 
 /// Runs the harness with `args` (its subcommand first).
 pub fn run(sh: &Shell, args: &[String]) -> Result<()> {
     setup::ensure_packages(sh)?;
-    let _xtask = sh.push_env(XTASK_BIN, std::env::current_exe()?);
     let what = args.first().map(String::as_str).unwrap_or("harness");
     cmd!(sh, "cargo run --locked -p xtask-harness -- {args...}")
         .run()
         .with_context(|| format!("the harness's {what} failed (its error is above)"))?;
     Ok(())
-}
-
-/// The `xtask` binary, from inside the harness.
-pub fn xtask_binary() -> Result<PathBuf> {
-    std::env::var_os(XTASK_BIN)
-        .map(PathBuf::from)
-        .with_context(|| format!("{XTASK_BIN} is not set; run the harness through `cargo xtask`"))
 }
 
 impl flags::E2e {

@@ -232,8 +232,9 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
     }
     ok("sbom: every arch's SPDX artifact is listed under its sha256-<hex> referrers tag");
 
-    // Bad input, through the real command line: one line, non-zero exit.
-    let xtask = xtask::harness::xtask_binary()?;
+    // Bad input, through the real command line, `cargo xtask push` (quiet, and offline
+    // in this network namespace): one line, non-zero exit. Through cargo, not a path
+    // to the binary: cargo may have replaced target/debug/xtask since it started.
     let layout = &run.layout;
     let wrong = registry.authfile("wrong-password")?;
     for (args, expected) in [
@@ -256,7 +257,7 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
         ),
     ] {
         let shown = args.join(" ");
-        let out = cmd!(sh, "{xtask} push --layout {layout} {args...}")
+        let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} {args...}")
             .quiet()
             .ignore_status()
             .output()?;
