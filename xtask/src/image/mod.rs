@@ -153,6 +153,8 @@ pub fn assemble(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
 
+    let triples: Vec<&str> = binaries.iter().map(|b| b.platform.triple).collect();
+    let crates = sbom::linked_crates(sh, &triples)?;
     let writer = LayoutWriter::create(output)?;
     let empty = writer.blob(MediaType::EmptyJSON, b"{}")?;
     let mut arches = Vec::new();
@@ -213,8 +215,10 @@ pub fn assemble(
         manifest_desc.set_platform(Some(platform.build()?));
 
         // The SBOM, as an artifact that refers to this manifest.
-        let crates = sbom::linked_crates(sh, p.triple)?;
-        let spdx = sbom::document(p, &record, &crates, &created, &desc.annotations.source);
+        let crates = crates
+            .get(p.triple)
+            .with_context(|| format!("no SBOM crate list for {}", p.triple))?;
+        let spdx = sbom::document(p, &record, crates, &created, &desc.annotations.source);
         let spdx = writer.json_blob(MediaType::Other(sbom::MEDIA_TYPE.to_string()), &spdx)?;
         let mut subject = manifest_desc.clone();
         subject.set_platform(None);

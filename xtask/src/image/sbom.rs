@@ -1,36 +1,115 @@
 //! An SPDX 2.3 JSON document per arch: the binary, the crates in it, the toolchain
 //! (rustc's version and the pinned rustup toolchain's name) and the linker.
 //!
-//! Crates come from `cargo metadata` for the arch's target (normal dependencies of
-//! pause only), versions and licenses from Cargo.lock and the crates' manifests.
+//! Crates come from one `cargo metadata` (normal dependencies of pause only, each edge
+//! kept when its `cfg(…)` holds for the arch's target, as cargo decides it), versions
+//! and licenses from Cargo.lock and the crates' manifests.
 
 use crate::build::BuildRecord;
 use crate::platform::Platform;
 use anyhow::{Context, Result};
+use cargo_platform::Cfg;
 use serde_json::{json, Value};
+use sha2::Digest;
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use xshell::{cmd, Shell};
 
 pub const MEDIA_TYPE: &str = "application/spdx+json";
 
 /// A crate pause links, for the SBOM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Crate {
     pub name: String,
     pub version: String,
     pub license: String,
 }
 
-/// The crates linked into pause for `triple`, sorted by name (pause itself included).
-pub fn linked_crates(sh: &Shell, triple: &str) -> Result<Vec<Crate>> {
-    let text = cmd!(
-        sh,
-        "cargo metadata --locked --format-version 1 --filter-platform {triple}"
-    )
-    .quiet()
-    .read()
-    .context("running cargo metadata for the SBOM")?;
+/// The crates linked into pause for each target, from one `cargo metadata`, cached
+/// in `target/tools/sbom-crates.json` under the hash of what decides them (Cargo.lock,
+/// the manifests, the targets): a warm assembly runs no cargo at all.
+pub fn linked_crates(sh: &Shell, triples: &[&str]) -> Result<BTreeMap<String, Vec<Crate>>> {
+    let root = sh.current_dir();
+    let key = cache_key(&root, triples)?;
+    let cache = root.join("target/tools/sbom-crates.json");
+    if let Ok(text) = std::fs::read_to_string(&cache) {
+        if let Ok(cached) = serde_json::from_str::<Cached>(&text) {
+            if cached.key == key {
+                return Ok(cached.crates);
+            }
+        }
+    }
+    let crates = linked_crates_uncached(sh, triples)?;
+    let tmp = cache.with_extension("json.partial");
+    std::fs::create_dir_all(cache.parent().expect("a file in target/tools"))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&Cached {
+            key,
+            crates: crates.clone(),
+        })?,
+    )?;
+    std::fs::rename(&tmp, &cache)?;
+    Ok(crates)
+}
+
+fn linked_crates_uncached(sh: &Shell, triples: &[&str]) -> Result<BTreeMap<String, Vec<Crate>>> {
+    let text = cmd!(sh, "cargo metadata --locked --format-version 1")
+        .quiet()
+        .read()
+        .context("running cargo metadata for the SBOM")?;
     let meta: Value = serde_json::from_str(&text)?;
+    let mut crates = BTreeMap::new();
+    for &triple in triples {
+        let cfg = target_cfg(sh, triple)?;
+        let applies = |kind: &Value| -> Result<bool> {
+            if !kind["kind"].is_null() {
+                return Ok(false);
+            }
+            Ok(match kind["target"].as_str() {
+                None => true,
+                Some(platform) => cargo_platform::Platform::from_str(platform)
+                    .with_context(|| format!("cargo metadata names platform {platform:?}"))?
+                    .matches(triple, &cfg),
+            })
+        };
+        crates.insert(triple.to_string(), walk(&meta, applies)?);
+    }
+    Ok(crates)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    key: String,
+    crates: BTreeMap<String, Vec<Crate>>,
+}
+
+fn cache_key(root: &std::path::Path, triples: &[&str]) -> Result<String> {
+    let mut hasher = sha2::Sha256::new();
+    for file in ["Cargo.lock", "Cargo.toml", "pause/Cargo.toml"] {
+        let path = root.join(file);
+        hasher.update(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    hasher.update(triples.join(" "));
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// `rustc --print cfg` for the target, as cargo evaluates `[target.'cfg(…)']` with it.
+fn target_cfg(sh: &Shell, triple: &str) -> Result<Vec<Cfg>> {
+    let toolchain = format!("+{}", crate::tools::NIGHTLY);
+    let text = cmd!(sh, "rustc {toolchain} --print cfg --target {triple}")
+        .quiet()
+        .read()
+        .with_context(|| format!("rustc --print cfg --target {triple}"))?;
+    text.lines()
+        .map(|line| Cfg::from_str(line).with_context(|| format!("rustc printed cfg {line:?}")))
+        .collect()
+}
+
+/// pause's dependencies, transitively, along the edges one of whose `dep_kinds`
+/// `applies` (for the SBOM: a normal dependency on the arch's target); sorted by name,
+/// pause itself included.
+fn walk(meta: &Value, applies: impl Fn(&Value) -> Result<bool>) -> Result<Vec<Crate>> {
     let packages: BTreeMap<&str, &Value> = meta["packages"]
         .as_array()
         .into_iter()
@@ -48,17 +127,15 @@ pub fn linked_crates(sh: &Shell, triple: &str) -> Result<Vec<Crate>> {
         .find(|(_, p)| p["name"] == "pause")
         .map(|(id, _)| *id)
         .context("pause is not in cargo metadata")?;
-    // Walk normal (non-dev, non-build) dependencies from pause.
     let mut seen = vec![root];
     let mut queue = vec![root];
     while let Some(id) = queue.pop() {
         let Some(node) = nodes.get(id) else { continue };
         for dep in node["deps"].as_array().into_iter().flatten() {
-            let normal = dep["dep_kinds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|k| k["kind"].is_null());
+            let mut normal = false;
+            for kind in dep["dep_kinds"].as_array().into_iter().flatten() {
+                normal |= applies(kind)?;
+            }
             if let (true, Some(pkg)) = (normal, dep["pkg"].as_str()) {
                 if !seen.contains(&pkg) {
                     seen.push(pkg);
@@ -171,4 +248,37 @@ pub fn document(
         "packages": packages,
         "relationships": relationships,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One unfiltered `cargo metadata` with our cfg evaluation gives, for every target,
+    /// what cargo's own `--filter-platform` gives.
+    #[test]
+    fn crate_lists_match_cargos_filter_platform() {
+        let sh = crate::shell().unwrap();
+        let triples: Vec<&str> = crate::platform::PLATFORMS
+            .iter()
+            .map(|p| p.triple)
+            .collect();
+        let ours = linked_crates_uncached(&sh, &triples).unwrap();
+        for triple in triples {
+            let text = cmd!(
+                sh,
+                "cargo metadata --locked --format-version 1 --filter-platform {triple}"
+            )
+            .quiet()
+            .read()
+            .unwrap();
+            let meta: Value = serde_json::from_str(&text).unwrap();
+            let cargos = walk(&meta, |kind| Ok(kind["kind"].is_null())).unwrap();
+            assert_eq!(ours[triple], cargos, "{triple}");
+            assert!(
+                cargos.iter().any(|c| c.name == "nix"),
+                "{triple}: {cargos:?}"
+            );
+        }
+    }
 }
