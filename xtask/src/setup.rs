@@ -88,6 +88,11 @@ pub const PACKAGES: &[Package] = &[
         why: "the cross builder's image, made from Debian",
     },
     Package {
+        name: "catatonit",
+        provides: Provides::Command("catatonit"),
+        why: "podman's pause, a peer the bench measures us against",
+    },
+    Package {
         name: "protobuf-compiler",
         provides: Provides::Command("protoc"),
         why: "builds the CRI API for the harness's client",

@@ -43,15 +43,16 @@ pub struct E2eInside {
     pub arch: String,
 }
 
-/// Measure sizes, memory, stop latency, start-up and reaping, beside a baseline.
+/// Measure sizes, memory, start-up, stop latency and reaping, beside real peers.
 #[derive(Parser)]
 pub struct Bench {
-    /// A second pause binary (native), e.g. pause.c built with `gcc -Os -static`.
-    #[arg(long)]
-    pub baseline: Option<std::path::PathBuf>,
+    /// A peer as NAME=COMMAND (the command split on spaces), measured in the same run;
+    /// repeatable: `--baseline upstream=/path/pause --baseline 'catatonit=/usr/bin/catatonit -P'`.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub baseline: Vec<String>,
     #[arg(long)]
     pub version: Option<String>,
-    /// Fewer runs and smaller N: a smoke test that the bench still works.
+    /// Fewer samples and smaller N: a smoke test that the bench still works.
     #[arg(long)]
     pub quick: bool,
     /// Rewrite README.md's Performance section from this run.

@@ -49,3 +49,38 @@ pub fn status_field(pid: u32, name: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The CPU time the kernel has charged to the process, user and system, in ns: the
+/// first field of /proc/PID/schedstat. It counts the kernel's work on the process's
+/// behalf (waitpid, signal delivery), and nothing another process does.
+pub fn cpu_time_ns(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The children of `pid` as the kernel lists them (/proc/PID/task/PID/children): one
+/// small read, where `children_of` scans every process on the machine.
+pub fn kernel_children(pid: u32) -> Option<Vec<u32>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    )
+}
+
+/// A `kB` field (`VmRSS:`, `Pss:`) of /proc/PID/`file`.
+pub fn kb_field(pid: u32, file: &str, name: &str) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
