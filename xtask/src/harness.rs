@@ -5,18 +5,33 @@
 //! install what it needs (`setup`), then run it with cargo. Its flags are its own.
 
 use crate::{flags, setup};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::{cmd, Shell};
 
 /// Runs the harness with `args` (its subcommand first).
 pub fn run(sh: &Shell, args: &[String]) -> Result<()> {
     setup::ensure_packages(sh)?;
     let what = args.first().map(String::as_str).unwrap_or("harness");
+    // Not echoed: cargo says `Running …` itself, after its build progress.
     cmd!(sh, "cargo run --locked -p xtask-harness -- {args...}")
+        .quiet()
         .run()
-        .with_context(|| format!("the harness's {what} failed (its error is above)"))?;
+        .map_err(|_| HarnessFailed(what.to_string()))?;
     Ok(())
 }
+
+/// The harness (or cargo building it) failed and has said why on stderr, in its own
+/// one line: `main_with` prints nothing more, unless a caller added context.
+#[derive(Debug)]
+pub struct HarnessFailed(pub String);
+
+impl std::fmt::Display for HarnessFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the harness's {} failed (its error is above)", self.0)
+    }
+}
+
+impl std::error::Error for HarnessFailed {}
 
 impl flags::E2e {
     pub fn run(self, sh: &Shell) -> Result<()> {

@@ -25,6 +25,19 @@ pub mod version;
 use std::path::Path;
 use xshell::Shell;
 
+/// What both binaries' `main` do: forget `cargo run`'s variables, run, and on error
+/// print one line a cause (what failed, then, innermost, how to fix it) and exit 1.
+pub fn main_with(run: impl FnOnce() -> anyhow::Result<()>) {
+    forget_cargo_run_env();
+    if let Err(err) = run() {
+        let said = err.chain().count() == 1 && err.is::<harness::HarnessFailed>();
+        if !said {
+            eprintln!("error: {err:#}");
+        }
+        std::process::exit(1);
+    }
+}
+
 /// The shell every command runs its tools in, at the project root.
 pub fn shell() -> anyhow::Result<Shell> {
     let sh = Shell::new()?;
@@ -35,8 +48,8 @@ pub fn shell() -> anyhow::Result<Shell> {
 /// Drops the variables `cargo run` set for this process (`CARGO_PKG_NAME`,
 /// `CARGO_MANIFEST_DIR`, …) so that no tool we run sees them. Build scripts watch some
 /// of them (ring's does): a nested cargo that saw them would rebuild what the outer
-/// one had just built. Call it first in `main`, while there is only one thread.
-pub fn forget_cargo_run_env() {
+/// one had just built. Called first in `main`, while there is only one thread.
+fn forget_cargo_run_env() {
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         let per_package = name.starts_with("CARGO_PKG_")

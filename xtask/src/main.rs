@@ -9,12 +9,7 @@ use clap::Parser;
 use xtask::flags;
 
 fn main() {
-    xtask::forget_cargo_run_env();
-    if let Err(err) = try_main() {
-        // One line a cause: what failed, and (from the innermost) how to fix it.
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
-    }
+    xtask::main_with(try_main);
 }
 
 fn try_main() -> Result<()> {

@@ -15,11 +15,7 @@ use anyhow::Result;
 use clap::Parser;
 
 fn main() {
-    xtask::forget_cargo_run_env();
-    if let Err(err) = try_main() {
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
-    }
+    xtask::main_with(try_main);
 }
 
 fn try_main() -> Result<()> {

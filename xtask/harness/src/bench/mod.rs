@@ -33,7 +33,7 @@ pub struct Candidate {
 
 impl Candidate {
     /// `NAME=COMMAND`, the command split on spaces: `catatonit=/usr/bin/catatonit -P`.
-    pub fn parse(spec: &str) -> Result<Candidate> {
+    pub fn parse(sh: &Shell, spec: &str) -> Result<Candidate> {
         let usage = || {
             format!("--baseline {spec:?}: expected NAME=COMMAND, e.g. --baseline 'catatonit=/usr/bin/catatonit -P'")
         };
@@ -42,15 +42,10 @@ impl Candidate {
         if name.trim().is_empty() || argv.is_empty() {
             bail!("{}", usage());
         }
-        let program = PathBuf::from(&argv[0]);
         let found = if argv[0].contains('/') {
-            Some(program)
+            Some(PathBuf::from(&argv[0]))
         } else {
-            std::env::var_os("PATH").and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|dir| dir.join(&argv[0]))
-                    .find(|p| p.is_file())
-            })
+            xtask::tools::find_on_path(sh, &argv[0])
         };
         let binary = found
             .filter(|p| p.is_file())
@@ -108,7 +103,7 @@ impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let mut peers = Vec::new();
         for spec in &self.baseline {
-            peers.push(Candidate::parse(spec)?);
+            peers.push(Candidate::parse(sh, spec)?);
         }
         let root = sh.current_dir();
         let out_dir = root.join("target/bench");
@@ -258,19 +253,19 @@ mod tests {
 
     #[test]
     fn baselines_are_name_equals_command() {
-        let c = Candidate::parse("shell=/bin/sh -c true").unwrap();
+        let sh = Shell::new().unwrap();
+        let parse = |spec: &str| Candidate::parse(&sh, spec);
+        let c = parse("shell=/bin/sh -c true").unwrap();
         assert_eq!(c.name, "shell");
         assert_eq!(c.argv, ["/bin/sh", "-c", "true"]);
         assert_eq!(c.binary, std::fs::canonicalize("/bin/sh").unwrap());
-        let on_path = Candidate::parse("s=sh").unwrap();
+        let on_path = parse("s=sh").unwrap();
         assert!(on_path.binary.is_absolute());
         for bad in ["/bin/sh", "=/bin/sh", "x=", "x=  "] {
-            let err = Candidate::parse(bad).unwrap_err().to_string();
+            let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains("expected NAME=COMMAND"), "{bad}: {err}");
         }
-        let err = Candidate::parse("x=/no/such/pause")
-            .unwrap_err()
-            .to_string();
+        let err = parse("x=/no/such/pause").unwrap_err().to_string();
         assert!(err.contains("/no/such/pause not found"), "{err}");
     }
 }
