@@ -401,13 +401,7 @@ fn reqwest_header(media_type: &MediaType) -> http::HeaderValue {
 fn explain(err: oci_client::errors::OciDistributionError, host: &str) -> anyhow::Error {
     use oci_client::errors::OciDistributionError as E;
     let text = format!("{err:#}");
-    let unauthorized = matches!(
-        err,
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_)
-    ) || matches!(&err, E::ServerError { code, .. } if *code == 401 || *code == 403)
-        || text.contains("401")
-        || text.contains("403");
-    if unauthorized {
+    if is_auth_failure(&err) {
         return anyhow::anyhow!(
             "authentication to {host} failed: check the user and password for {host} in the auth file (--authfile, REGISTRY_AUTH_FILE or ~/.docker/config.json)"
         );
@@ -424,8 +418,63 @@ fn explain(err: oci_client::errors::OciDistributionError, host: &str) -> anyhow:
     anyhow::anyhow!("registry {host}: {text}")
 }
 
+/// A refusal of our credentials, by status code or registry error code, never by the
+/// error's text (digests and URLs in it can hold "401"). A wrong password reaches us
+/// three ways: a 401 on a HEAD (`RequestError`), `ServerError` on a push,
+/// `UnauthorizedError` on a pull.
+fn is_auth_failure(err: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+    let status = match err {
+        E::ServerError { code, .. } => Some(*code),
+        E::RequestError(inner) => inner.status().map(|s| s.as_u16()),
+        _ => None,
+    };
+    let refused_code = matches!(err, E::RegistryError { envelope, .. }
+        if envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)));
+    matches!(
+        err,
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_)
+    ) || matches!(status, Some(401 | 403))
+        || refused_code
+}
+
 #[cfg(test)]
 mod tests {
+    use oci_client::errors::{OciDistributionError as E, OciEnvelope, OciError, OciErrorCode};
+
+    #[test]
+    fn auth_failures_are_judged_by_codes_not_text() {
+        let server = |code: u16, message: &str| E::ServerError {
+            code,
+            url: "http://127.0.0.1:5000/v2/pause/blobs/sha256:4011403".to_string(),
+            message: message.to_string(),
+        };
+        assert!(super::is_auth_failure(&server(401, "")));
+        assert!(super::is_auth_failure(&server(403, "")));
+        assert!(super::is_auth_failure(&E::UnauthorizedError {
+            url: String::new()
+        }));
+        let registry = |code: OciErrorCode| E::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: String::new(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: String::new(),
+        };
+        assert!(super::is_auth_failure(&registry(OciErrorCode::Denied)));
+        assert!(!super::is_auth_failure(&registry(
+            OciErrorCode::BlobUnknown
+        )));
+        // A server error whose URL and message hold "401" and "403" is not one.
+        assert!(!super::is_auth_failure(&server(
+            500,
+            "digest sha256:401403 failed"
+        )));
+    }
+
     use super::*;
 
     #[test]
