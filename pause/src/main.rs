@@ -6,8 +6,8 @@
 //! which is the same on every platform.
 //!
 //! There is no Rust `main`: `sys` exports the C `main` and calls `run`, which keeps
-//! std's runtime set-up, its stdout buffer and the allocator out of the binary (one
-//! pause runs in every pod on every node, so bytes count).
+//! std's runtime set-up and clean-up out of the binary (one pause runs in every pod on
+//! every node, so bytes count). Output goes straight to fds 1 and 2 (see `sys`).
 
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]

@@ -95,7 +95,8 @@ extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) 
         unsafe { std::ffi::CStr::from_ptr(*argv.add(idx)) }.to_bytes()
     });
     // Returning lets libc's exit() end the process; std::process::exit would pull in
-    // std's runtime clean-up (stdout buffer, allocator), which pause never uses.
+    // std's runtime clean-up (flushing std's stdout buffer), which pause has no use
+    // for: its writes go straight to the fds.
     crate::run(args)
 }
 
@@ -103,7 +104,9 @@ pub(crate) fn is_pid1() -> bool {
     nix::unistd::getpid().as_raw() == 1
 }
 
-/// Writes all of `bytes` to stdout; a failed write is dropped (nowhere to report it).
+/// Writes all of `bytes` to fd 1, not through std's line buffer: the `Stdout` handle
+/// is asked only for its fd (getting it does set up std's buffer, unused). A failed
+/// write is dropped (nowhere to report it).
 pub(crate) fn write_stdout(bytes: &[u8]) {
     write_all(std::io::stdout(), bytes);
 }

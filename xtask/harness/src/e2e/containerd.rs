@@ -1,6 +1,6 @@
 //! containerd through its CRI, the way kubelet runs every pod: the sandbox image is our
 //! image in a loopback registry, containerd pulls it itself, and pause is PID 1 of
-//! the pod. Facts this needs here (machine-facts.md): `restrict_oom_score_adj`, runc
+//! the pod. Facts this needs on this kind of machine: `restrict_oom_score_adj`, runc
 //! with cgroupfs, an empty hostname for a hostNetwork pod, and no StopPodSandbox for
 //! SIGTERM (it sends SIGKILL): that is shown with StopContainer.
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use xshell::cmd;
 use xtask::image::arch_tag;
 
-/// The stop bound the issue sets: SIGTERM to exit.
+/// How soon pause must exit after SIGTERM under runc (it takes milliseconds).
 const STOP_BOUND: Duration = Duration::from_secs(1);
 
 pub fn check(run: &Run) -> Result<()> {
