@@ -68,8 +68,8 @@ pub fn build(
     let total = Instant::now();
     let names: Vec<&str> = platforms.iter().map(|p| p.arch).collect();
     eprintln!(
-        "building {} with {builder} (version {version}): {}",
-        plural(platforms.len(), "arch"),
+        "building {} arch(es) with {builder} (version {version}): {}",
+        platforms.len(),
         names.join(" ")
     );
     // A failed build must not leave an older binary where a new one belongs.
@@ -136,14 +136,6 @@ pub fn read_record(dist_path: &Path) -> Result<BuildRecord> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {}; run `cargo xtask build` first", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}es")
-    }
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

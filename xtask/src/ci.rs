@@ -44,16 +44,16 @@ impl flags::Ci {
             arches(sh, timer, &version, builder_image)?;
         }
         if all || stage == Stage::E2e {
-            let v = || ["--version".to_string(), version.clone()];
-            timer.run("e2e", || {
-                harness::run(sh, &[&["e2e".to_string()], &v()[..]].concat())
-            })?;
-            timer.run("release dry run", || {
-                harness::run(sh, &[&["rehearse".to_string()], &v()[..]].concat())
-            })?;
+            // The harness with `args`, at this run's version.
+            let harness = |args: &[&str]| {
+                let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                args.extend(["--version".to_string(), version.clone()]);
+                harness::run(sh, &args)
+            };
+            timer.run("e2e", || harness(&["e2e"]))?;
+            timer.run("release dry run", || harness(&["rehearse"]))?;
             timer.run("bench (quick, beside catatonit)", || {
-                let bench = ["bench", "--quick", "--baseline", CATATONIT].map(str::to_string);
-                harness::run(sh, &[&bench[..], &v()[..]].concat())
+                harness(&["bench", "--quick", "--baseline", CATATONIT])
             })?;
         }
         Ok(())

@@ -170,7 +170,7 @@ pub fn plan(missing: &[&'static Package], host: Host) -> Plan {
     let list = names.join(" ");
     if !(host.apt_get && host.debian_like) {
         return Plan::Refuse(format!(
-            "the test suite needs packages this machine lacks: {}; there is no apt-get here, so install them with your package manager (on Debian or Ubuntu: `apt-get install {list}`)",
+            "the test suite needs packages this machine lacks: {}; this is no Debian or Ubuntu with apt-get, so install them with your package manager (on Debian or Ubuntu: `apt-get install {list}`)",
             names.join(", ")
         ));
     }
@@ -336,7 +336,7 @@ mod tests {
             };
             assert!(!line.contains('\n'), "{line}");
             assert!(line.contains("qemu-user-static, util-linux"), "{line}");
-            assert!(line.contains("no apt-get here"), "{line}");
+            assert!(line.contains("no Debian or Ubuntu with apt-get"), "{line}");
         }
     }
 

@@ -103,7 +103,10 @@ fn setup_without_apt_get_names_the_packages() {
     let sandbox = Sandbox::new("no-apt");
     // Root or not: with no apt-get on PATH, nothing can be installed here.
     let line = one_line_error(sandbox.xtask(&["setup"]));
-    assert!(line.contains("there is no apt-get here"), "{line}");
+    assert!(
+        line.contains("this is no Debian or Ubuntu with apt-get"),
+        "{line}"
+    );
     assert!(line.contains("qemu-user-static, util-linux"), "{line}");
     assert!(
         line.contains("`apt-get install qemu-user-static "),

@@ -88,13 +88,7 @@ impl Started {
 /// exec → exit of `argv[0] flag` (the version flag), when it exits 0.
 pub fn version_exit(c: &Candidate, flag: &str) -> Result<Duration> {
     let started = Instant::now();
-    let status = Command::new(&c.argv[0])
-        .arg(flag)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {} {flag}", c.argv[0]))?;
+    let status = spawn(&[c.argv[0].clone(), flag.to_string()])?.wait()?;
     let took = started.elapsed();
     ensure!(status.success(), "{} {flag}: {status}", c.argv[0]);
     Ok(took)

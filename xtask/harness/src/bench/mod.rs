@@ -161,6 +161,7 @@ impl flags::Bench {
 
         let report = Report::new(
             version,
+            plan.runs,
             sizes,
             assembled.total_size,
             assembly_ms,
