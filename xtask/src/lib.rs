@@ -15,6 +15,7 @@ pub mod harness;
 pub mod image;
 pub mod platform;
 pub mod push;
+pub mod registry;
 pub mod release;
 pub mod setup;
 pub mod smoke;
@@ -66,6 +67,16 @@ fn forget_cargo_run_env() {
             std::env::remove_var(name);
         }
     }
+}
+
+/// The async runtime a command drives a client on (registry, CRI): one thread is
+/// enough for one request at a time.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// The workspace root: xtask lives one level below it.

@@ -31,7 +31,7 @@ impl flags::Release {
             bail!("release needs --to REGISTRY/REPO, or --dry-run")
         };
         let release = Prepared::new(sh, self.version, self.builder)?;
-        let authfile = push::auth_file(sh, None);
+        let authfile = crate::registry::auth_file(sh, None);
         release.push(&to, authfile.as_deref())?;
         println!("released {to}:{} {}", release.version, release.digest);
         release.print_assets();
@@ -89,10 +89,7 @@ impl Prepared {
 
     /// Pushes the layout to `to` and checks that the registry holds the same index.
     pub fn push(&self, to: &str, authfile: Option<&Path>) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let pushed = rt.block_on(push::push(&self.layout, to, authfile, false, None))?;
+        let pushed = crate::runtime()?.block_on(push::push(&self.layout, to, authfile, false))?;
         ensure!(
             pushed == self.digest,
             "pushed {pushed}, layout has {}",

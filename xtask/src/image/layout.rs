@@ -2,10 +2,14 @@
 //!
 //! Blobs go into a temporary sibling directory; `commit` writes `index.json` last and
 //! then swaps the directory into place with renameat2(RENAME_EXCHANGE), so at every
-//! moment the output path holds either the previous layout or the new one.
+//! moment the output path holds either the previous layout or the new one. `Layout`
+//! reads one back, for push and reproduce.
 
-use anyhow::{Context, Result};
-use oci_spec::image::{Descriptor, MediaType, Sha256Digest};
+use anyhow::{bail, Context, Result};
+use oci_spec::image::{
+    Descriptor, ImageIndex, ImageManifest, MediaType, Sha256Digest, ANNOTATION_REF_NAME,
+};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,13 +30,122 @@ pub fn sha256_digest(bytes: &[u8]) -> Result<Sha256Digest> {
     Ok(Sha256Digest::from_str(&crate::build::sha256_hex(bytes))?)
 }
 
-/// Reads the blob `digest` (`sha256:<hex>`) from the layout at `dir`.
+/// Reads the blob `digest` (`sha256:<hex>`) from the layout at `dir`, and checks that
+/// its bytes have that digest.
 pub fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>> {
     let hex = digest
         .strip_prefix("sha256:")
         .with_context(|| format!("unsupported digest {digest}"))?;
     let path = dir.join("blobs/sha256").join(hex);
-    std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))
+    let bytes = std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
+    let actual = crate::build::sha256_hex(&bytes);
+    if actual != hex {
+        bail!(
+            "blob {} is corrupt: its bytes have digest sha256:{actual}",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// The tag under which a registry keeps the artifacts that refer to `subject`, for
+/// registries without the referrers API (OCI 1.1 fallback): `sha256-<hex>`.
+pub fn referrers_tag(subject: &Descriptor) -> String {
+    subject.digest().to_string().replace(':', "-")
+}
+
+/// A layout read back: one image index by its tag, and the manifests index.json names.
+pub struct Layout {
+    pub dir: PathBuf,
+    /// The image index's name (ref.name): the VERSION, for layouts `image` writes.
+    pub tag: String,
+    pub index: Descriptor,
+    /// Per-arch manifests and SBOM artifacts, each with the name index.json gives it.
+    pub manifests: Vec<(String, Descriptor)>,
+}
+
+impl Layout {
+    /// Reads the layout at `dir`: the image index named `tag`, or, with no tag, the one
+    /// image index it holds.
+    pub fn read(dir: &Path, tag: Option<&str>) -> Result<Layout> {
+        let index_json = dir.join("index.json");
+        let top: ImageIndex =
+            serde_json::from_slice(&std::fs::read(&index_json).with_context(|| {
+                format!(
+                    "reading {}; is it an OCI layout? `cargo xtask image` writes one",
+                    index_json.display()
+                )
+            })?)
+            .with_context(|| format!("parsing {}", index_json.display()))?;
+        let indexes: Vec<(String, &Descriptor)> = top
+            .manifests()
+            .iter()
+            .filter(|d| *d.media_type() == MediaType::ImageIndex)
+            .filter_map(|d| Some((ref_name(d)?, d)))
+            .collect();
+        let (tag, index) = match (tag, indexes.as_slice()) {
+            (Some(tag), _) => indexes
+                .iter()
+                .find(|(name, _)| name == tag)
+                .with_context(|| format!("{} has no image index tagged {tag}", dir.display()))?,
+            (None, [one]) => one,
+            (None, []) => bail!("{} names no image index", index_json.display()),
+            (None, _) => bail!(
+                "{} names {} image indexes; say which with oci:DIR:TAG",
+                index_json.display(),
+                indexes.len()
+            ),
+        };
+        let manifests = top
+            .manifests()
+            .iter()
+            .filter(|d| *d.media_type() == MediaType::ImageManifest)
+            .filter_map(|d| Some((ref_name(d)?, d.clone())))
+            .collect();
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+            tag: tag.clone(),
+            index: (*index).clone(),
+            manifests,
+        })
+    }
+
+    pub fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        read_blob(&self.dir, digest)
+    }
+
+    /// The blob `desc` names, parsed as JSON.
+    pub fn json<T: DeserializeOwned>(&self, desc: &Descriptor) -> Result<T> {
+        let bytes = self.blob(desc.digest().as_ref())?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing blob {} in {}", desc.digest(), self.dir.display()))
+    }
+
+    /// The SBOM artifacts in the layout whose subject is `manifest`.
+    pub fn sbom_of(&self, manifest: &Descriptor) -> Result<Option<Descriptor>> {
+        for (_, desc) in &self.manifests {
+            if desc.artifact_type().is_none() {
+                continue;
+            }
+            let artifact: ImageManifest = self.json(desc)?;
+            if artifact
+                .subject()
+                .as_ref()
+                .is_some_and(|s| s.digest() == manifest.digest())
+            {
+                return Ok(Some(desc.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A descriptor's `org.opencontainers.image.ref.name`.
+pub fn ref_name(desc: &Descriptor) -> Option<String> {
+    desc.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .cloned()
 }
 
 /// A layout being written; nothing is visible at the output path until `commit`.

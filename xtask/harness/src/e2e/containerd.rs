@@ -38,10 +38,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     let workload_image = format!("{}/busybox:e2e", registry.host);
     push_workload_image(run, &workload_image)?;
     let containerd = start(&dir, registry, &sandbox_image)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    xtask::runtime()?.block_on(async {
         let mut cri = connect(&containerd.socket).await?;
         let version = cri.version().await?;
         ok(format!(

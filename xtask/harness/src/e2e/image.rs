@@ -114,29 +114,20 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
     let host = &registry.host;
     let reference = format!("{host}/pause");
     let good = registry.authfile(super::registry::PASSWORD)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = xtask::runtime()?;
     let err = rt
-        .block_on(push::push(
+        .block_on(push::seam::push_interrupted(
             &run.layout,
             &reference,
             Some(&good),
-            false,
-            Some(2),
+            2,
         ))
         .unwrap_err();
     ensure!(
         format!("{err:#}").contains("interrupted"),
         "unexpected: {err:#}"
     );
-    let digest = rt.block_on(push::push(
-        &run.layout,
-        &reference,
-        Some(&good),
-        false,
-        None,
-    ))?;
+    let digest = rt.block_on(push::push(&run.layout, &reference, Some(&good), false))?;
     ensure!(
         digest == run.image.index.digest().to_string(),
         "pushed {digest}, layout has {}",
