@@ -55,7 +55,8 @@ impl Prepared {
         let version = version::resolve(sh, version)?;
         let binaries = build::build(sh, &desc.platforms()?, &version, builder)?;
         let layout = image::default_output(&root, &desc);
-        let assembled = image::assemble(sh, &desc, &binaries, &version, &layout, &mut || Ok(()))?;
+        let sources = image::Sources::of_tree(sh, &desc, &binaries, &version)?;
+        let assembled = image::assemble(sh, &sources, &layout)?;
         let out = root.join("target/publish");
         if out.exists() {
             std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;

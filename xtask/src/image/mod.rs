@@ -57,7 +57,8 @@ impl flags::Image {
         let output = self.output.unwrap_or_else(|| default_output(&root, &desc));
         let binaries = build::build(sh, &platforms, &version, self.builder)?;
         let started = Instant::now();
-        let image = assemble(sh, &desc, &binaries, &version, &output, &mut || Ok(()))?;
+        let sources = Sources::of_tree(sh, &desc, &binaries, &version)?;
+        let image = assemble(sh, &sources, &output)?;
         eprintln!(
             "assembled {} platforms in {:.2}s",
             image.arches.len(),
@@ -120,164 +121,122 @@ pub fn layer(binary: &[u8], epoch: i64) -> Result<(Vec<u8>, String)> {
     Ok((gz.finish()?, diff_id))
 }
 
-/// Assembles the layout at `output`. `before_commit` runs after every blob is written
-/// and before the layout is swapped in: tests fail it to prove nothing leaks.
-pub fn assemble(
+/// What an image is assembled from, and what its annotations say of it.
+pub struct Sources<'a> {
+    pub desc: &'a ImageDescription,
+    pub binaries: &'a [DistBinary],
+    pub version: &'a str,
+    /// The commit the binaries were built from, `<sha>-dirty` when the tree had
+    /// uncommitted changes (reproduce refuses those).
+    pub revision: String,
+    /// SOURCE_DATE_EPOCH: every timestamp in the image.
+    pub epoch: i64,
+}
+
+impl<'a> Sources<'a> {
+    /// The tree `sh` is in: its revision from git, the time from SOURCE_DATE_EPOCH.
+    pub fn of_tree(
+        sh: &Shell,
+        desc: &'a ImageDescription,
+        binaries: &'a [DistBinary],
+        version: &'a str,
+    ) -> Result<Sources<'a>> {
+        Ok(Sources {
+            desc,
+            binaries,
+            version,
+            revision: revision(sh),
+            epoch: source_date_epoch()?,
+        })
+    }
+}
+
+/// `git rev-parse HEAD`, with `-dirty` when tracked or untracked files differ from it.
+pub fn revision(sh: &Shell) -> String {
+    let head = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read();
+    let Ok(head) = head else {
+        return "unknown".to_string();
+    };
+    let status = cmd!(sh, "git status --porcelain").quiet().ignore_stderr().read();
+    match status {
+        Ok(changes) if changes.trim().is_empty() => head,
+        _ => format!("{head}-dirty"),
+    }
+}
+
+/// Assembles the layout at `output`: it appears whole, replacing what was there, or
+/// not at all.
+pub fn assemble(sh: &Shell, sources: &Sources, output: &Path) -> Result<Assembled> {
+    assemble_then(sh, sources, output, &mut || Ok(()))
+}
+
+/// What only tests reach.
+pub mod seam {
+    use super::*;
+
+    /// Assembles as `assemble` does, then fails after every blob is written and before
+    /// the layout is swapped in: the e2e suite proves nothing of it leaks.
+    pub fn assemble_failing_before_commit(
+        sh: &Shell,
+        sources: &Sources,
+        output: &Path,
+    ) -> Result<Assembled> {
+        assemble_then(sh, sources, output, &mut || {
+            bail!("injected failure before commit")
+        })
+    }
+}
+
+fn assemble_then(
     sh: &Shell,
-    desc: &ImageDescription,
-    binaries: &[DistBinary],
-    version: &str,
+    sources: &Sources,
     output: &Path,
     before_commit: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Assembled> {
-    let epoch = source_date_epoch()?;
-    let created = rfc3339(epoch)?;
-    let revision = cmd!(sh, "git rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_else(|_| "unknown".to_string());
-    let annotations: HashMap<String, String> = [
-        (oci::ANNOTATION_VERSION, version),
-        (oci::ANNOTATION_REVISION, revision.as_str()),
-        (oci::ANNOTATION_SOURCE, desc.annotations.source.as_str()),
-        (oci::ANNOTATION_CREATED, created.as_str()),
-        (oci::ANNOTATION_TITLE, desc.annotations.title.as_str()),
-        (
-            oci::ANNOTATION_DESCRIPTION,
-            desc.annotations.description.as_str(),
-        ),
-        (oci::ANNOTATION_LICENSES, desc.annotations.licenses.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-
-    let triples: Vec<&str> = binaries.iter().map(|b| b.platform.triple).collect();
+    let created = rfc3339(sources.epoch)?;
+    let annotations = index_annotations(sources, &created);
+    let triples: Vec<&str> = sources.binaries.iter().map(|b| b.platform.triple).collect();
     let crates = sbom::linked_crates(sh, &triples)?;
     let writer = LayoutWriter::create(output)?;
     let empty = writer.blob(MediaType::EmptyJSON, b"{}")?;
     let mut arches = Vec::new();
     let mut refs = Vec::new();
     let mut total_size = empty.size();
-    for bin in binaries {
+    for bin in sources.binaries {
         let p = bin.platform;
         let record = read_record(&bin.path)?;
+        let version = sources.version;
         if record.version != version {
             bail!("{} was built as version {} not {version}; run `cargo xtask build --version {version}`", bin.path.display(), record.version);
         }
-        let bytes =
-            std::fs::read(&bin.path).with_context(|| format!("reading {}", bin.path.display()))?;
-        crate::elf::check_bytes(&bytes, p)
-            .with_context(|| format!("checking {}", bin.path.display()))?;
-
-        let (gz, diff_id) = layer(&bytes, epoch)?;
-        let layer = writer.blob(MediaType::ImageLayerGzip, &gz)?;
-        let config = ImageConfigurationBuilder::default()
-            .created(created.clone())
-            .architecture(oci::Arch::from(p.oci_arch))
-            .os(oci::Os::from(p.oci_os))
-            .variant(p.oci_variant.unwrap_or_default().to_string())
-            .config(
-                ConfigBuilder::default()
-                    .user(desc.user.clone())
-                    .entrypoint(desc.entrypoint.clone())
-                    .working_dir(desc.working_dir.clone())
-                    .build()?,
-            )
-            .rootfs(
-                RootFsBuilder::default()
-                    .typ("layers")
-                    .diff_ids(vec![diff_id])
-                    .build()?,
-            )
-            .build()?;
-        let mut config = serde_json::to_value(&config)?;
-        if p.oci_variant.is_none() {
-            // The builder has no "unset": drop the empty variant rather than write "".
-            config.as_object_mut().map(|c| c.remove("variant"));
-        }
-        let config = writer.json_blob(MediaType::ImageConfig, &config)?;
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config.clone())
-            .layers(vec![layer.clone()])
-            .annotations(annotations.clone())
-            .build()?;
-        let mut manifest_desc = writer.json_blob(MediaType::ImageManifest, &manifest)?;
-        let mut platform = PlatformBuilder::default()
-            .architecture(oci::Arch::from(p.oci_arch))
-            .os(oci::Os::from(p.oci_os));
-        if let Some(variant) = p.oci_variant {
-            platform = platform.variant(variant.to_string());
-        }
-        manifest_desc.set_platform(Some(platform.build()?));
-
-        // The SBOM, as an artifact that refers to this manifest.
+        let (manifest, layer_size, size) =
+            arch_image(&writer, sources, bin, &created, &annotations)?;
         let crates = crates
             .get(p.triple)
             .with_context(|| format!("no SBOM crate list for {}", p.triple))?;
-        let spdx = sbom::document(p, &record, crates, &created, &desc.annotations.source);
-        let spdx = writer.json_blob(MediaType::Other(sbom::MEDIA_TYPE.to_string()), &spdx)?;
-        let mut subject = manifest_desc.clone();
-        subject.set_platform(None);
-        let sbom_manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .artifact_type(MediaType::Other(sbom::MEDIA_TYPE.to_string()))
-            .config(empty.clone())
-            .layers(vec![spdx.clone()])
-            .subject(subject)
-            .annotations(HashMap::from([(
-                oci::ANNOTATION_CREATED.to_string(),
-                created.clone(),
-            )]))
-            .build()?;
-        let mut sbom_desc = writer.json_blob(MediaType::ImageManifest, &sbom_manifest)?;
-        sbom_desc.set_artifact_type(Some(MediaType::Other(sbom::MEDIA_TYPE.to_string())));
-
-        total_size +=
-            layer.size() + config.size() + manifest_desc.size() + spdx.size() + sbom_desc.size();
-        let mut named = manifest_desc.clone();
-        named.set_annotations(Some(HashMap::from([(
-            oci::ANNOTATION_REF_NAME.to_string(),
-            arch_tag(version, p),
-        )])));
-        refs.push(named);
-        let mut named_sbom = sbom_desc.clone();
-        named_sbom.set_annotations(Some(HashMap::from([(
-            oci::ANNOTATION_REF_NAME.to_string(),
-            format!("{}.sbom", arch_tag(version, p)),
-        )])));
-        refs.push(named_sbom);
+        let spdx = sbom::document(p, &record, crates, &created, &sources.desc.annotations.source);
+        let (sbom, sbom_size) = sbom_artifact(&writer, &empty, &manifest, &spdx, &created)?;
+        total_size += size + sbom_size;
+        let tag = arch_tag(version, p);
+        refs.push(named(&manifest, &tag));
+        refs.push(named(&sbom, &format!("{tag}.sbom")));
         arches.push(ArchImage {
             arch: p.arch,
-            manifest: manifest_desc,
-            layer_size: layer.size(),
-            sbom: sbom_desc,
+            manifest,
+            layer_size,
+            sbom,
         });
     }
 
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(
-            arches
-                .iter()
-                .map(|a| a.manifest.clone())
-                .collect::<Vec<_>>(),
-        )
+        .manifests(arches.iter().map(|a| a.manifest.clone()).collect::<Vec<_>>())
         .annotations(annotations)
         .build()?;
     let index_desc = writer.json_blob(MediaType::ImageIndex, &index)?;
     total_size += index_desc.size();
-    let mut named_index = index_desc.clone();
-    named_index.set_annotations(Some(HashMap::from([(
-        oci::ANNOTATION_REF_NAME.to_string(),
-        version.to_string(),
-    )])));
-    refs.insert(0, named_index);
+    refs.insert(0, named(&index_desc, sources.version));
     let layout_index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .manifests(refs)
@@ -290,6 +249,125 @@ pub fn assemble(
         arches,
         total_size,
     })
+}
+
+/// The annotations of the index and of each image manifest: what the image is and
+/// where it came from (what `reproduce` reads back).
+fn index_annotations(sources: &Sources, created: &str) -> HashMap<String, String> {
+    let described = &sources.desc.annotations;
+    [
+        (oci::ANNOTATION_VERSION, sources.version),
+        (oci::ANNOTATION_REVISION, sources.revision.as_str()),
+        (oci::ANNOTATION_SOURCE, described.source.as_str()),
+        (oci::ANNOTATION_CREATED, created),
+        (oci::ANNOTATION_TITLE, described.title.as_str()),
+        (oci::ANNOTATION_DESCRIPTION, described.description.as_str()),
+        (oci::ANNOTATION_LICENSES, described.licenses.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// One platform's image: layer, config and manifest blobs. Returns the manifest's
+/// descriptor (with its platform), the layer's size and the sum of the three sizes.
+fn arch_image(
+    writer: &LayoutWriter,
+    sources: &Sources,
+    bin: &DistBinary,
+    created: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<(Descriptor, u64, u64)> {
+    let (p, desc) = (bin.platform, sources.desc);
+    let bytes =
+        std::fs::read(&bin.path).with_context(|| format!("reading {}", bin.path.display()))?;
+    crate::elf::check_bytes(&bytes, p)
+        .with_context(|| format!("checking {}", bin.path.display()))?;
+    let (gz, diff_id) = layer(&bytes, sources.epoch)?;
+    let layer = writer.blob(MediaType::ImageLayerGzip, &gz)?;
+    let config = ImageConfigurationBuilder::default()
+        .created(created.to_string())
+        .architecture(oci::Arch::from(p.oci_arch))
+        .os(oci::Os::from(p.oci_os))
+        .variant(p.oci_variant.unwrap_or_default().to_string())
+        .config(
+            ConfigBuilder::default()
+                .user(desc.user.clone())
+                .entrypoint(desc.entrypoint.clone())
+                .working_dir(desc.working_dir.clone())
+                .build()?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id])
+                .build()?,
+        )
+        .build()?;
+    let mut config = serde_json::to_value(&config)?;
+    if p.oci_variant.is_none() {
+        // The builder has no "unset": drop the empty variant rather than write "".
+        config.as_object_mut().map(|c| c.remove("variant"));
+    }
+    let config = writer.json_blob(MediaType::ImageConfig, &config)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.clone())
+        .layers(vec![layer.clone()])
+        .annotations(annotations.clone())
+        .build()?;
+    let mut manifest_desc = writer.json_blob(MediaType::ImageManifest, &manifest)?;
+    let mut platform = PlatformBuilder::default()
+        .architecture(oci::Arch::from(p.oci_arch))
+        .os(oci::Os::from(p.oci_os));
+    if let Some(variant) = p.oci_variant {
+        platform = platform.variant(variant.to_string());
+    }
+    manifest_desc.set_platform(Some(platform.build()?));
+    let size = layer.size() + config.size() + manifest_desc.size();
+    Ok((manifest_desc, layer.size(), size))
+}
+
+/// The SBOM as an artifact whose subject is `manifest`. Returns its descriptor and the
+/// size of its two blobs.
+fn sbom_artifact(
+    writer: &LayoutWriter,
+    empty: &Descriptor,
+    manifest: &Descriptor,
+    spdx: &serde_json::Value,
+    created: &str,
+) -> Result<(Descriptor, u64)> {
+    let media_type = MediaType::Other(sbom::MEDIA_TYPE.to_string());
+    let spdx = writer.json_blob(media_type.clone(), spdx)?;
+    let mut subject = manifest.clone();
+    subject.set_platform(None);
+    let sbom_manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(media_type.clone())
+        .config(empty.clone())
+        .layers(vec![spdx.clone()])
+        .subject(subject)
+        .annotations(HashMap::from([(
+            oci::ANNOTATION_CREATED.to_string(),
+            created.to_string(),
+        )]))
+        .build()?;
+    let mut sbom_desc = writer.json_blob(MediaType::ImageManifest, &sbom_manifest)?;
+    sbom_desc.set_artifact_type(Some(media_type));
+    let size = spdx.size() + sbom_desc.size();
+    Ok((sbom_desc, size))
+}
+
+/// `desc` with a ref.name, as index.json lists it.
+fn named(desc: &Descriptor, name: &str) -> Descriptor {
+    let mut named = desc.clone();
+    named.set_annotations(Some(HashMap::from([(
+        oci::ANNOTATION_REF_NAME.to_string(),
+        name.to_string(),
+    )])));
+    named
 }
 
 /// The per-arch tag, upstream's `VERSION-linux-ARCH`.

@@ -13,22 +13,9 @@ use xtask::{elf, push};
 
 /// Assembles twice into two directories: the index digests must be equal.
 pub fn reproducible(run: &Run) -> Result<()> {
-    let first = image::assemble(
-        run.sh,
-        &run.desc,
-        &run.binaries,
-        &run.version,
-        &run.work.join("repro-a/pause"),
-        &mut || Ok(()),
-    )?;
-    let second = image::assemble(
-        run.sh,
-        &run.desc,
-        &run.binaries,
-        &run.version,
-        &run.work.join("repro-b/layout"),
-        &mut || Ok(()),
-    )?;
+    let sources = run.sources()?;
+    let first = image::assemble(run.sh, &sources, &run.work.join("repro-a/pause"))?;
+    let second = image::assemble(run.sh, &sources, &run.work.join("repro-b/layout"))?;
     ensure!(
         first.index.digest() == second.index.digest(),
         "two assemblies differ: {} vs {}",
@@ -49,26 +36,19 @@ pub fn reproducible(run: &Run) -> Result<()> {
 /// A run that fails after writing every blob must leave the previous layout as it was.
 pub fn atomic(run: &Run) -> Result<()> {
     let output = run.work.join("atomic/pause");
-    image::assemble(
-        run.sh,
-        &run.desc,
-        &run.binaries,
-        &run.version,
-        &output,
-        &mut || Ok(()),
-    )?;
+    let sources = run.sources()?;
+    image::assemble(run.sh, &sources, &output)?;
     let before = snapshot(&output)?;
-    let err = image::assemble(
-        run.sh,
-        &run.desc,
-        &run.binaries,
-        "other-version",
-        &output,
-        &mut || bail!("injected failure before commit"),
-    );
+    // Another time: every blob differs, so any that leaked would show.
+    let other = image::Sources {
+        epoch: sources.epoch + 1,
+        ..run.sources()?
+    };
+    let err = image::seam::assemble_failing_before_commit(run.sh, &other, &output);
     ensure!(
-        err.is_err(),
-        "the injected failure did not fail the assembly"
+        err.as_ref().is_err_and(|e| e.to_string().contains("injected failure")),
+        "the injected failure did not fail the assembly: {:?}",
+        err.map(|a| a.index.digest().to_string())
     );
     ensure!(
         snapshot(&output)? == before,

@@ -36,6 +36,11 @@ pub struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// What the e2e image is assembled from: this tree, at this run's version.
+    pub fn sources(&self) -> Result<xtask::image::Sources<'_>> {
+        xtask::image::Sources::of_tree(self.sh, &self.desc, &self.binaries, &self.version)
+    }
+
     /// The row of the machine we run on: runtimes run the native binary.
     pub fn host_platform(&self) -> Result<&'static platform::Platform> {
         let p = platform::host()?;
@@ -122,8 +127,8 @@ impl flags::E2eInside {
                 .with_context(|| format!("cleaning {}", work.display()))?;
         }
         let layout = work.join("layout/pause");
-        let image =
-            xtask::image::assemble(sh, &desc, &binaries, &version, &layout, &mut || Ok(()))?;
+        let sources = xtask::image::Sources::of_tree(sh, &desc, &binaries, &version)?;
+        let image = xtask::image::assemble(sh, &sources, &layout)?;
         let run = Run {
             sh,
             desc,
