@@ -18,6 +18,7 @@ pub enum Command {
     Verify(Verify),
     Image(Image),
     Push(Push),
+    Reproduce(Reproduce),
     Setup(Setup),
     E2e(E2e),
     Bench(Bench),
@@ -88,6 +89,21 @@ pub struct Push {
     /// Where to: REGISTRY/REPO[:TAG]; the tag defaults to the layout's VERSION.
     #[arg(long)]
     pub to: String,
+    /// Docker-format auth file; default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
+    #[arg(long)]
+    pub authfile: Option<std::path::PathBuf>,
+    /// Allow plain HTTP to a registry that is not on loopback.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Rebuild a published image from the revision and time it carries, and compare it
+/// blob for blob: exit 0 identical, 1 differs, 2 could not run.
+#[derive(Parser)]
+pub struct Reproduce {
+    /// REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:…, or oci:DIR[:TAG].
+    #[arg(value_name = "REF")]
+    pub reference: String,
     /// Docker-format auth file; default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
     #[arg(long)]
     pub authfile: Option<std::path::PathBuf>,

@@ -17,6 +17,7 @@ pub mod platform;
 pub mod push;
 pub mod registry;
 pub mod release;
+pub mod reproduce;
 pub mod setup;
 pub mod smoke;
 pub mod tools;
@@ -31,6 +32,9 @@ use xshell::Shell;
 pub fn main_with(run: impl FnOnce() -> anyhow::Result<()>) {
     forget_cargo_run_env();
     if let Err(err) = run() {
+        if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
+            std::process::exit(*code);
+        }
         let said = err.chain().count() == 1 && err.is::<harness::HarnessFailed>();
         if !said {
             eprintln!("error: {err:#}");
@@ -38,6 +42,19 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<()>) {
         std::process::exit(1);
     }
 }
+
+/// A command's end that it has already reported, with the exit status it promises
+/// (reproduce: 1 for a difference, 2 for could not run).
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// The shell every command runs its tools in, at the project root.
 pub fn shell() -> anyhow::Result<Shell> {

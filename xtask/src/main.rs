@@ -20,6 +20,7 @@ fn try_main() -> Result<()> {
         flags::Command::Verify(cmd) => cmd.run(&sh),
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::Push(cmd) => cmd.run(&sh),
+        flags::Command::Reproduce(cmd) => cmd.run(&sh),
         flags::Command::Setup(cmd) => cmd.run(&sh),
         flags::Command::E2e(cmd) => cmd.run(&sh),
         flags::Command::Bench(cmd) => cmd.run(&sh),

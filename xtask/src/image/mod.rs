@@ -153,11 +153,17 @@ impl<'a> Sources<'a> {
 
 /// `git rev-parse HEAD`, with `-dirty` when tracked or untracked files differ from it.
 pub fn revision(sh: &Shell) -> String {
-    let head = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read();
+    let head = cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read();
     let Ok(head) = head else {
         return "unknown".to_string();
     };
-    let status = cmd!(sh, "git status --porcelain").quiet().ignore_stderr().read();
+    let status = cmd!(sh, "git status --porcelain")
+        .quiet()
+        .ignore_stderr()
+        .read();
     match status {
         Ok(changes) if changes.trim().is_empty() => head,
         _ => format!("{head}-dirty"),
@@ -214,7 +220,13 @@ fn assemble_then(
         let crates = crates
             .get(p.triple)
             .with_context(|| format!("no SBOM crate list for {}", p.triple))?;
-        let spdx = sbom::document(p, &record, crates, &created, &sources.desc.annotations.source);
+        let spdx = sbom::document(
+            p,
+            &record,
+            crates,
+            &created,
+            &sources.desc.annotations.source,
+        );
         let (sbom, sbom_size) = sbom_artifact(&writer, &empty, &manifest, &spdx, &created)?;
         total_size += size + sbom_size;
         let tag = arch_tag(version, p);
@@ -231,7 +243,12 @@ fn assemble_then(
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(arches.iter().map(|a| a.manifest.clone()).collect::<Vec<_>>())
+        .manifests(
+            arches
+                .iter()
+                .map(|a| a.manifest.clone())
+                .collect::<Vec<_>>(),
+        )
         .annotations(annotations)
         .build()?;
     let index_desc = writer.json_blob(MediaType::ImageIndex, &index)?;

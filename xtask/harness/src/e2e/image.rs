@@ -46,7 +46,8 @@ pub fn atomic(run: &Run) -> Result<()> {
     };
     let err = image::seam::assemble_failing_before_commit(run.sh, &other, &output);
     ensure!(
-        err.as_ref().is_err_and(|e| e.to_string().contains("injected failure")),
+        err.as_ref()
+            .is_err_and(|e| e.to_string().contains("injected failure")),
         "the injected failure did not fail the assembly: {:?}",
         err.map(|a| a.index.digest().to_string())
     );

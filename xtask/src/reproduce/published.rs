@@ -1,0 +1,199 @@
+//! The image being checked, as it was published: from a registry or an OCI layout,
+//! each digest that reproduce compares, and the annotations that say how to rebuild it.
+
+use crate::image::layout::{self, Layout};
+use crate::platform::{self, Platform};
+use crate::registry::{self, Session};
+use anyhow::{bail, Context, Result};
+use oci_client::{Reference, RegistryOperation};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Where the published image is: `REGISTRY/REPO:TAG`, `REGISTRY/REPO@sha256:…`, or
+/// `oci:DIR[:TAG]`.
+pub enum Source {
+    Registry(Reference),
+    Layout { dir: PathBuf, tag: Option<String> },
+}
+
+impl Source {
+    pub fn parse(text: &str) -> Result<Source> {
+        let Some(rest) = text.strip_prefix("oci:") else {
+            return Ok(Source::Registry(registry::parse_reference(text)?));
+        };
+        // A colon after the last slash starts the tag.
+        let (dir, tag) = match rest.rsplit_once(':') {
+            Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag.to_string())),
+            _ => (rest, None),
+        };
+        if dir.is_empty() {
+            bail!("invalid reference {text:?}: expected oci:DIR[:TAG]");
+        }
+        if let Some(tag) = &tag {
+            crate::version::validate(tag).with_context(|| format!("invalid reference {text:?}"))?;
+        }
+        Ok(Source::Layout {
+            dir: PathBuf::from(dir),
+            tag,
+        })
+    }
+}
+
+/// One published image, digest for digest.
+pub struct Image {
+    pub index: String,
+    pub annotations: HashMap<String, String>,
+    pub platforms: Vec<PlatformImage>,
+}
+
+pub struct PlatformImage {
+    pub platform: &'static Platform,
+    pub manifest: String,
+    pub config: String,
+    pub layers: Vec<String>,
+    /// The SBOM artifact whose subject is this manifest, where one is published.
+    pub sbom: Option<String>,
+}
+
+/// The image tagged `tag` (or the only one) in the layout at `dir`.
+pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<Image> {
+    let layout = Layout::read(dir, tag)?;
+    let index: ImageIndex = layout.json(&layout.index)?;
+    let mut platforms = Vec::new();
+    for desc in index.manifests() {
+        let bytes = layout.blob(desc.digest().as_ref())?;
+        let sbom = layout.sbom_of(desc)?.map(|d| d.digest().to_string());
+        platforms.push(platform_image(desc, &bytes, sbom)?);
+    }
+    Ok(Image {
+        index: layout.index.digest().to_string(),
+        annotations: index.annotations().clone().unwrap_or_default(),
+        platforms,
+    })
+}
+
+/// The image `session.target` names, read from its registry.
+pub async fn from_registry(session: &Session) -> Result<Image> {
+    session.login(RegistryOperation::Pull).await?;
+    let target = &session.target;
+    let (bytes, digest) = pull(session, target).await?;
+    if let Some(wanted) = target.digest() {
+        if wanted != digest {
+            bail!("{} served {digest} for {target}", session.host);
+        }
+    }
+    let index: ImageIndex = serde_json::from_slice(&bytes).with_context(|| {
+        format!("{target} is not an image index; reproduce checks multi-arch images")
+    })?;
+    let mut platforms = Vec::new();
+    for desc in index.manifests() {
+        let (bytes, _) = pull(session, &session.at(desc.digest().as_ref())).await?;
+        let sbom = sbom_of(session, desc).await?;
+        platforms.push(platform_image(desc, &bytes, sbom)?);
+    }
+    Ok(Image {
+        index: digest,
+        annotations: index.annotations().clone().unwrap_or_default(),
+        platforms,
+    })
+}
+
+/// A manifest or index as the registry serves it, with the digest of those bytes.
+async fn pull(session: &Session, reference: &Reference) -> Result<(Vec<u8>, String)> {
+    let accept = [
+        MediaType::ImageIndex.to_string(),
+        MediaType::ImageManifest.to_string(),
+    ];
+    let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+    let (bytes, _) = session
+        .client
+        .pull_manifest_raw(reference, &session.auth, &accept)
+        .await
+        .map_err(|err| session.explain(err))
+        .with_context(|| format!("reading {reference}"))?;
+    // Our own digest of what came: the comparison must not trust the registry's word.
+    let digest = format!("sha256:{}", crate::build::sha256_hex(&bytes));
+    if let Some(wanted) = reference.digest() {
+        if wanted != digest {
+            bail!("{} served bytes of {digest} for {reference}", session.host);
+        }
+    }
+    Ok((bytes.to_vec(), digest))
+}
+
+/// The SBOM listed under the referrers fallback tag of `manifest`, if any.
+async fn sbom_of(session: &Session, manifest: &Descriptor) -> Result<Option<String>> {
+    let fallback = session.at(&layout::referrers_tag(manifest));
+    let Ok((bytes, _)) = pull(session, &fallback).await else {
+        return Ok(None);
+    };
+    let referrers: ImageIndex = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{fallback} is not a referrers index"))?;
+    let sbom_type = MediaType::Other(crate::image::sbom::MEDIA_TYPE.to_string());
+    Ok(referrers
+        .manifests()
+        .iter()
+        .find(|d| d.artifact_type().as_ref() == Some(&sbom_type))
+        .map(|d| d.digest().to_string()))
+}
+
+/// One platform's digests: `desc` from the index, `bytes` its manifest.
+fn platform_image(desc: &Descriptor, bytes: &[u8], sbom: Option<String>) -> Result<PlatformImage> {
+    let named = desc
+        .platform()
+        .as_ref()
+        .with_context(|| format!("index entry {} names no platform", desc.digest()))?;
+    let (os, arch) = (named.os().to_string(), named.architecture().to_string());
+    let variant = named.variant().as_deref();
+    let platform = platform::PLATFORMS
+        .iter()
+        .find(|p| p.oci_os == os && p.oci_arch == arch && p.oci_variant == variant)
+        .with_context(|| {
+            let variant = variant.map(|v| format!("/{v}")).unwrap_or_default();
+            format!(
+                "the image has a {os}/{arch}{variant} entry, which the platform table does not know (known: {})",
+                platform::known()
+            )
+        })?;
+    let manifest: ImageManifest = serde_json::from_slice(bytes)
+        .with_context(|| format!("parsing manifest {}", desc.digest()))?;
+    Ok(PlatformImage {
+        platform,
+        manifest: desc.digest().to_string(),
+        config: manifest.config().digest().to_string(),
+        layers: manifest
+            .layers()
+            .iter()
+            .map(|l| l.digest().to_string())
+            .collect(),
+        sbom,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Source;
+
+    #[test]
+    fn references_name_a_registry_or_a_layout() {
+        match Source::parse("oci:target/oci/pause:3.10").unwrap() {
+            Source::Layout { dir, tag } => {
+                assert_eq!(dir.to_str(), Some("target/oci/pause"));
+                assert_eq!(tag.as_deref(), Some("3.10"));
+            }
+            Source::Registry(_) => panic!("a layout"),
+        }
+        match Source::parse("oci:/tmp/x/pause").unwrap() {
+            Source::Layout { tag, .. } => assert_eq!(tag, None),
+            Source::Registry(_) => panic!("a layout"),
+        }
+        assert!(matches!(
+            Source::parse("ghcr.io/o/pause@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").unwrap(),
+            Source::Registry(r) if r.digest().is_some()
+        ));
+        for bad in ["oci:", "oci:dir:bad tag", "Bad Ref", "pause"] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
