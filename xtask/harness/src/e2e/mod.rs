@@ -11,6 +11,7 @@ mod containerd;
 mod cri;
 mod image;
 pub mod registry;
+mod reproduce;
 mod runc;
 
 use crate::flags;
@@ -143,6 +144,7 @@ impl flags::E2eInside {
         image::atomic(&run)?;
         let registry = registry::Registry::start(sh, &work.join("registry"))?;
         image::registry(&run, &registry)?;
+        reproduce::check(&run, &registry)?;
         runc::check(&run)?;
         containerd::check(&run, &registry)?;
         drop(registry);

@@ -1,0 +1,193 @@
+//! `cargo xtask reproduce`, through its command line, against the loopback registry
+//! and against layouts: an image it can rebuild (exit 0), one whose pause differs by
+//! one string under the same annotations (exit 1, naming the layer), and one whose
+//! revision no clone has (exit 2, one line).
+//!
+//! The images hold s390x alone: each reproduce rebuilds its platforms, and s390x is a
+//! foreign arch with the quickest cold build of std.
+
+use super::registry::Registry;
+use super::{ok, Run};
+use anyhow::{bail, ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use xshell::cmd;
+use xtask::build::{self, BuildRecord, DistBinary};
+use xtask::image::{self, Sources};
+use xtask::push;
+
+/// A commit id that no repository holds.
+const NO_SUCH_REVISION: &str = "0000000000000000000000000000000000c0ffee";
+/// A string pause prints, and the same length changed: the one-string difference.
+const ORIGINAL: &[u8] = b"Warning: pause should be the first process";
+const TAMPERED: &[u8] = b"Warning: PAUSE should be the first process";
+
+pub fn check(run: &Run, registry: &Registry) -> Result<()> {
+    let sh = run.sh;
+    let revision = image::revision(sh);
+    if revision.ends_with("-dirty") {
+        let message =
+            "reproduce needs a committed tree (it rebuilds HEAD): commit or stash the changes";
+        if sh.var("CI").is_ok_and(|v| v == "true") {
+            bail!("{message}");
+        }
+        println!("skip reproduce: {message}");
+        return Ok(());
+    }
+    let dir = run.work.join("reproduce");
+    let s390x = run
+        .binaries
+        .iter()
+        .find(|b| b.platform.arch == "s390x")
+        .context("the e2e image has no s390x binary; include it in --arch")?;
+    let tampered = tampered_copy(s390x, &dir.join("tampered-dist"))?;
+    let cases = [
+        ("identical", vec![copy_of(s390x)], revision.clone(), 0),
+        ("tampered", vec![tampered], revision.clone(), 1),
+        (
+            "unknown-revision",
+            vec![copy_of(s390x)],
+            NO_SUCH_REVISION.to_string(),
+            2,
+        ),
+    ];
+    let authfile = registry.authfile(super::registry::PASSWORD)?;
+    let rt = xtask::runtime()?;
+    for (name, binaries, revision, code) in cases {
+        let layout = dir.join(name).join("pause");
+        let sources = Sources {
+            revision,
+            ..Sources::of_tree(sh, &run.desc, &binaries, &run.version)?
+        };
+        image::assemble(sh, &sources, &layout)?;
+        let to = format!("{}/reproduce-{name}:{}", registry.host, run.version);
+        let digest = rt.block_on(push::push(&layout, &to, Some(&authfile), false))?;
+        let by_digest = format!("{}/reproduce-{name}@{digest}", registry.host);
+        let oci = format!("oci:{}:{}", layout.display(), run.version);
+        for reference in [by_digest, oci] {
+            let said = reproduce(run, &reference, &authfile)?;
+            expect(&said, code, &reference)?;
+        }
+    }
+    Ok(())
+}
+
+/// What `cargo xtask reproduce REF` printed, and its exit status.
+struct Said {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn reproduce(run: &Run, reference: &str, authfile: &Path) -> Result<Said> {
+    let out = cmd!(run.sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {reference} --authfile {authfile}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    Ok(Said {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn expect(said: &Said, code: i32, reference: &str) -> Result<()> {
+    let shown = || format!("stdout {:?} stderr {:?}", said.stdout, said.stderr);
+    ensure!(
+        said.code == Some(code),
+        "reproduce {reference} exited {:?}, not {code}: {}",
+        said.code,
+        shown()
+    );
+    let last = said.stdout.lines().last().unwrap_or_default();
+    match code {
+        0 => {
+            ensure!(
+                said.stdout
+                    .lines()
+                    .any(|l| l.starts_with("s390x identical "))
+                    && last.starts_with("identical: "),
+                "reproduce {reference} did not report identical: {}",
+                shown()
+            );
+            ok(format!("reproduce {reference}: {last}"));
+        }
+        1 => {
+            let line = said
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("s390x layer differs: published sha256:"))
+                .with_context(|| format!("reproduce {reference} named no layer: {}", shown()))?;
+            ensure!(
+                line.contains(" rebuilt sha256:") && last.starts_with("differs: 1 of 1"),
+                "reproduce {reference}: {}",
+                shown()
+            );
+            ok(format!(
+                "reproduce {reference} (one string changed): exit 1, {line}"
+            ));
+        }
+        _ => {
+            let errors: Vec<&str> = said
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .collect();
+            ensure!(
+                errors.len() == 1
+                    && errors[0]
+                        .contains(&format!("revision {NO_SUCH_REVISION} is not in this clone"))
+                    && said.stderr.trim_end().ends_with(errors[0])
+                    && said.stdout.is_empty(),
+                "reproduce {reference} did not end with one error line: {}",
+                shown()
+            );
+            ok(format!("reproduce {reference}: exit 2, {}", errors[0]));
+        }
+    }
+    Ok(())
+}
+
+fn copy_of(bin: &DistBinary) -> DistBinary {
+    DistBinary {
+        platform: bin.platform,
+        path: bin.path.clone(),
+        size: bin.size,
+        sha256: bin.sha256.clone(),
+    }
+}
+
+/// `bin` with one string changed, and its build record, in `dir`.
+fn tampered_copy(bin: &DistBinary, dir: &Path) -> Result<DistBinary> {
+    let mut bytes = std::fs::read(&bin.path)?;
+    let at: Vec<usize> = bytes
+        .windows(ORIGINAL.len())
+        .enumerate()
+        .filter(|(_, w)| *w == ORIGINAL)
+        .map(|(i, _)| i)
+        .collect();
+    let [at] = at.as_slice() else {
+        bail!(
+            "{} holds {:?} {} times, not once",
+            bin.path.display(),
+            String::from_utf8_lossy(ORIGINAL),
+            at.len()
+        );
+    };
+    bytes[*at..*at + TAMPERED.len()].copy_from_slice(TAMPERED);
+    std::fs::create_dir_all(dir)?;
+    let path: PathBuf = dir.join(bin.platform.dist_name);
+    std::fs::write(&path, &bytes)?;
+    let sha256 = build::sha256_hex(&bytes);
+    let mut record: BuildRecord = build::read_record(&bin.path)?;
+    record.sha256 = sha256.clone();
+    std::fs::write(
+        build::record_path(&path),
+        serde_json::to_string_pretty(&record)?,
+    )?;
+    Ok(DistBinary {
+        platform: bin.platform,
+        path,
+        size: bytes.len() as u64,
+        sha256,
+    })
+}
