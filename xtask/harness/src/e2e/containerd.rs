@@ -75,13 +75,34 @@ async fn pod_checks(
     sandbox_image: &str,
     workload_image: &str,
 ) -> Result<()> {
-    // A hostNetwork pod (no CNI needed) whose containers share its PID namespace.
+    let pod = run_sandbox(run, cri, dir, sandbox_image).await?;
+    orphans_are_reaped(cri, &pod, workload_image).await?;
+    stops_as_a_workload(cri, &pod, sandbox_image).await?;
+    tear_down(cri, &pod).await
+}
+
+/// A running pod sandbox, and its pause.
+struct Pod {
+    id: String,
+    config: cri::PodSandboxConfig,
+    namespaces: cri::NamespaceOption,
+    pause_pid: u32,
+}
+
+/// RunPodSandbox of a hostNetwork pod (no CNI needed) whose containers share its PID
+/// namespace: containerd pulls our image, and pause is PID 1, uid 65535, `/pause`.
+async fn run_sandbox(
+    run: &Run<'_>,
+    cri: &mut CriClient,
+    dir: &Path,
+    sandbox_image: &str,
+) -> Result<Pod> {
     let namespaces = cri::NamespaceOption {
         network: cri::NamespaceMode::Node as i32,
         pid: cri::NamespaceMode::Pod as i32,
         ..Default::default()
     };
-    let sandbox = cri::PodSandboxConfig {
+    let config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "pause-e2e".into(),
             uid: "pause-e2e-uid".into(),
@@ -98,8 +119,8 @@ async fn pod_checks(
         }),
         ..Default::default()
     };
-    let pod = cri.run_pod_sandbox(&sandbox).await?;
-    let pause_pid = cri.pod_sandbox_pid(&pod).await?;
+    let id = cri.run_pod_sandbox(&config).await?;
+    let pause_pid = cri.pod_sandbox_pid(&id).await?;
     wait_until(
         "pause to open its signalfd",
         Duration::from_secs(10),
@@ -118,18 +139,25 @@ async fn pod_checks(
         .await?
         .context("containerd has no sandbox image after RunPodSandbox")?;
     let digest = pulled.repo_digests.first().cloned().unwrap_or_default();
+    let ours = run.image.index.digest().to_string();
     ensure!(
-        digest.ends_with(&run.image.index.digest().to_string()),
-        "containerd pulled {digest}, not our index {}",
-        run.image.index.digest()
+        digest.ends_with(&ours),
+        "containerd pulled {digest}, not our index {ours}"
     );
     ok(format!(
-        "containerd: RunPodSandbox pulled {sandbox_image} ({}) pid1 uid=65535 args [\"/pause\"]",
-        run.image.index.digest()
+        "containerd: RunPodSandbox pulled {sandbox_image} ({ours}) pid1 uid=65535 args [\"/pause\"]"
     ));
+    Ok(Pod {
+        id,
+        config,
+        namespaces,
+        pause_pid,
+    })
+}
 
-    // A workload in the shared PID namespace leaves orphans: they must become pause's
-    // children and, once they exit, be reaped.
+/// A workload in the shared PID namespace leaves orphans: they must become pause's
+/// children and, once they exit, be reaped.
+async fn orphans_are_reaped(cri: &mut CriClient, pod: &Pod, workload_image: &str) -> Result<()> {
     let auth = cri::AuthConfig {
         username: USER.into(),
         password: PASSWORD.into(),
@@ -142,10 +170,11 @@ async fn pod_checks(
         "orphan-maker",
         workload_image,
         vec!["/bin/sh".into(), "-c".into(), script],
-        &namespaces,
+        &pod.namespaces,
     );
-    let maker = cri.create_container(&pod, workload, &sandbox).await?;
+    let maker = cri.create_container(&pod.id, workload, &pod.config).await?;
     cri.start_container(&maker).await?;
+    let pause_pid = pod.pause_pid;
     let adopted = wait_for(Duration::from_secs(15), || {
         let n = children_of(pause_pid).len();
         (n >= ORPHANS).then_some(n)
@@ -158,26 +187,24 @@ async fn pod_checks(
     .await?;
     ok(format!("containerd: {adopted} orphans in the shared PID namespace were adopted by pause; 0 zombies remain"));
     cri.stop_container(&maker, 5).await?;
-    cri.remove_container(&maker).await?;
+    cri.remove_container(&maker).await
+}
 
-    // pause as a workload container: StopContainer sends SIGTERM and it exits 0.
-    let as_workload = container("pause-workload", sandbox_image, Vec::new(), &namespaces);
-    let id = cri.create_container(&pod, as_workload, &sandbox).await?;
+/// pause as a workload container: StopContainer sends SIGTERM and it exits 0, well
+/// inside the grace period.
+async fn stops_as_a_workload(cri: &mut CriClient, pod: &Pod, sandbox_image: &str) -> Result<()> {
+    let as_workload = container("pause-workload", sandbox_image, Vec::new(), &pod.namespaces);
+    let id = cri
+        .create_container(&pod.id, as_workload, &pod.config)
+        .await?;
     cri.start_container(&id).await?;
     let started = Instant::now();
-    let mut workload_pid = None;
-    while workload_pid.is_none() && started.elapsed() < Duration::from_secs(10) {
-        if let (_, Some(pid)) = cri.container_status(&id).await? {
-            if has_signalfd(pid) {
-                workload_pid = Some(pid);
-            }
-        }
+    let mut ready = false;
+    while !ready && started.elapsed() < Duration::from_secs(10) {
+        ready = matches!(cri.container_status(&id).await?, (_, Some(pid)) if has_signalfd(pid));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    ensure!(
-        workload_pid.is_some(),
-        "pause as a workload container never got ready"
-    );
+    ensure!(ready, "pause as a workload container never got ready");
     let grace = 10;
     let sent = Instant::now();
     cri.stop_container(&id, grace).await?;
@@ -194,10 +221,13 @@ async fn pod_checks(
         "StopContainer took {took:?}: pause waited for the SIGKILL after the grace period"
     );
     ok(format!("containerd: StopContainer on pause as a workload → SIGTERM → exit 0 in {:.0} ms (grace {grace} s)", took.as_secs_f64() * 1e3));
-    cri.remove_container(&id).await?;
+    cri.remove_container(&id).await
+}
 
-    cri.stop_pod_sandbox(&pod).await?;
-    cri.remove_pod_sandbox(&pod).await?;
+/// StopPodSandbox and RemovePodSandbox leave no sandbox, container or process.
+async fn tear_down(cri: &mut CriClient, pod: &Pod) -> Result<()> {
+    cri.stop_pod_sandbox(&pod.id).await?;
+    cri.remove_pod_sandbox(&pod.id).await?;
     ensure!(
         cri.list_pod_sandboxes().await?.is_empty(),
         "a pod sandbox is left after RemovePodSandbox"
@@ -206,6 +236,7 @@ async fn pod_checks(
         cri.list_containers().await?.is_empty(),
         "containers are left after RemovePodSandbox"
     );
+    let pause_pid = pod.pause_pid;
     ensure!(
         std::fs::metadata(format!("/proc/{pause_pid}")).is_err(),
         "pause (pid {pause_pid}) still runs after StopPodSandbox"

@@ -1,6 +1,7 @@
 //! Proof for the image and the push: reproducible, atomic, and what real clients
 //! (docker-registry, skopeo, umoci) read back is right for every arch.
 
+use super::registry::Registry;
 use super::{ok, Run};
 use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
@@ -90,16 +91,23 @@ fn snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// Push (interrupted, then completed), then read back with skopeo and umoci.
-pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
-    let sh = run.sh;
-    let host = &registry.host;
-    let reference = format!("{host}/pause");
+pub fn registry(run: &Run, registry: &Registry) -> Result<()> {
+    let reference = format!("{}/pause", registry.host);
+    let digest = push_resumes(run, registry, &reference)?;
+    served_as_pushed(run, &reference, &digest)?;
+    every_arch_pulls(run, &reference)?;
+    sboms_are_referrers(run, &reference)?;
+    push_refusals(run, registry, &reference)
+}
+
+/// A push killed after two blob uploads completes when run again.
+fn push_resumes(run: &Run, registry: &Registry, reference: &str) -> Result<String> {
     let good = registry.authfile(super::registry::PASSWORD)?;
     let rt = xtask::runtime()?;
     let err = rt
         .block_on(push::seam::push_interrupted(
             &run.layout,
-            &reference,
+            reference,
             Some(&good),
             2,
         ))
@@ -108,7 +116,7 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
         format!("{err:#}").contains("interrupted"),
         "unexpected: {err:#}"
     );
-    let digest = rt.block_on(push::push(&run.layout, &reference, Some(&good), false))?;
+    let digest = rt.block_on(push::push(&run.layout, reference, Some(&good), false))?;
     ensure!(
         digest == run.image.index.digest().to_string(),
         "pushed {digest}, layout has {}",
@@ -118,9 +126,17 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
         "push: interrupted after 2 blobs, completed on the next run: {reference}:{} {digest}",
         run.version
     ));
+    Ok(digest)
+}
 
-    let creds = format!("{}:{}", super::registry::USER, super::registry::PASSWORD);
-    let version = &run.version;
+/// skopeo's user:password for the e2e registry.
+fn creds() -> String {
+    format!("{}:{}", super::registry::USER, super::registry::PASSWORD)
+}
+
+/// What the registry serves under the tag is the layout's index, byte for byte.
+fn served_as_pushed(run: &Run, reference: &str, digest: &str) -> Result<()> {
+    let (sh, creds, version) = (run.sh, creds(), &run.version);
     let raw = cmd!(
         sh,
         "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{version}"
@@ -136,7 +152,13 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
     ok(format!(
         "registry: serves {served} for {reference}:{version}, the layout's index digest"
     ));
+    Ok(())
+}
 
+/// skopeo pulls each arch's binary by `--override-arch`, and it runs there; umoci
+/// unpacks each per-arch tag of the layout with /pause 0755.
+fn every_arch_pulls(run: &Run, reference: &str) -> Result<()> {
+    let (sh, creds, version) = (run.sh, creds(), &run.version);
     for arch in &run.image.arches {
         let p = xtask::platform::PLATFORMS
             .iter()
@@ -187,7 +209,12 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
         ));
     }
 
-    // The SBOM is found through the referrers fallback tag of each manifest.
+    Ok(())
+}
+
+/// The SBOM is found through the referrers fallback tag of each manifest.
+fn sboms_are_referrers(run: &Run, reference: &str) -> Result<()> {
+    let (sh, creds) = (run.sh, creds());
     for arch in &run.image.arches {
         let fallback = arch.manifest.digest().to_string().replace(':', "-");
         let raw = cmd!(sh, "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{fallback}").quiet().output()?.stdout;
@@ -203,17 +230,20 @@ pub fn registry(run: &Run, registry: &super::registry::Registry) -> Result<()> {
         );
     }
     ok("sbom: every arch's SPDX artifact is listed under its sha256-<hex> referrers tag");
+    Ok(())
+}
 
-    // Bad input, through the real command line, `cargo xtask push` (quiet, and offline
-    // in this network namespace): one line, non-zero exit. Through cargo, not a path
-    // to the binary: cargo may have replaced target/debug/xtask since it started.
-    let layout = &run.layout;
+/// Bad input, through the real command line, `cargo xtask push` (quiet, and offline
+/// in this network namespace): one line, non-zero exit. Through cargo, not a path to
+/// the binary: cargo may have replaced target/debug/xtask since it started.
+fn push_refusals(run: &Run, registry: &Registry, reference: &str) -> Result<()> {
+    let (sh, host, layout) = (run.sh, &registry.host, &run.layout);
     let wrong = registry.authfile("wrong-password")?;
     for (args, expected) in [
         (
             vec![
                 "--to".to_string(),
-                reference.clone(),
+                reference.to_string(),
                 "--authfile".to_string(),
                 wrong.display().to_string(),
             ],
