@@ -1,35 +1,36 @@
 //! Injects the version that `pause -v` prints.
 //!
 //! The version comes from `PAUSE_VERSION` (upstream: `-DVERSION=...`), `HEAD` when unset.
-//! It is validated here so that a bad value fails the build instead of shipping a
-//! binary whose `-v` line breaks whatever parses it.
+//! It is validated here, with the grammar xtask uses, so that a bad value fails the
+//! build instead of shipping a binary whose `-v` line breaks whatever parses it.
+
+#[path = "src/version.rs"]
+mod version;
 
 use std::env;
 use std::process::exit;
 
-const MAX_LEN: usize = 128;
-
 fn main() {
     println!("cargo:rerun-if-env-changed=PAUSE_VERSION");
-    let version = match env::var("PAUSE_VERSION") {
+    println!("cargo:rerun-if-changed=src/version.rs");
+    let given = match env::var("PAUSE_VERSION") {
         Ok(v) => v,
         Err(env::VarError::NotPresent) => "HEAD".to_string(),
         Err(env::VarError::NotUnicode(v)) => fail(&format!("{v:?}")),
     };
-    if !is_valid(&version) {
-        fail(&version);
+    if !version::is_valid(&given) {
+        fail(&given);
     }
-    println!("cargo:rustc-env=PAUSE_BUILD_VERSION={version}");
-}
-
-/// Printable ASCII with no whitespace, 1..=128 bytes.
-fn is_valid(version: &str) -> bool {
-    !version.is_empty() && version.len() <= MAX_LEN && version.bytes().all(|b| b.is_ascii_graphic())
+    println!("cargo:rustc-env=PAUSE_BUILD_VERSION={given}");
+    println!(
+        "cargo:rustc-env=PAUSE_VERSION_LINE={}{given}",
+        version::LINE_PREFIX
+    );
 }
 
 fn fail(shown: &str) -> ! {
     eprintln!(
-        "error: PAUSE_VERSION={shown:?} is invalid: it must be 1 to {MAX_LEN} printable ASCII characters with no whitespace; unset it for \"HEAD\""
+        "error: PAUSE_VERSION={shown:?} is invalid: it must be an OCI tag, [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}; unset it for \"HEAD\""
     );
     exit(1);
 }

@@ -22,8 +22,8 @@ mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
 
-/// The version given at build time through `PAUSE_VERSION` (validated by build.rs).
-const VERSION_LINE: &str = concat!("pause.rs ", env!("PAUSE_BUILD_VERSION"), "\n");
+/// `pause.rs VERSION`, made by build.rs from `PAUSE_VERSION` and src/version.rs.
+const VERSION_LINE: &str = concat!(env!("PAUSE_VERSION_LINE"), "\n");
 
 /// The whole program; `args` excludes the program name. Returns the exit code.
 fn run<'a>(args: impl Iterator<Item = &'a [u8]>) -> i32 {

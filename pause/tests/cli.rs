@@ -12,7 +12,7 @@ use util::{
 
 #[test]
 fn version_flag_prints_one_line_in_every_form_and_position() {
-    let expected = format!("pause.rs {VERSION}\n");
+    let expected = format!("{}{VERSION}\n", util::version::LINE_PREFIX);
     for args in [
         &["-v"][..],
         &["-V"],

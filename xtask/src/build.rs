@@ -6,10 +6,11 @@
 //! - `cross`: the same cargo invocation inside a builder container (see `cross.rs`).
 //! - `cargo`: plain stable cargo with rust-lld; only where rustup has a prebuilt musl std.
 
+use crate::elf;
 use crate::flags::{self, Builder};
 use crate::platform::{self, Platform};
 use crate::tools::{self, ToolVersions};
-use crate::{elf, version};
+use crate::version::{self, Version};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -36,9 +37,13 @@ pub struct BuildRecord {
 
 impl flags::Build {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let platforms = platform::select(&self.arch)?;
-        let version = version::resolve(sh, self.version)?;
-        build(sh, &platforms, &version, self.builder)?;
+        let args = self.build;
+        let platforms = match args.arch {
+            Some(arches) => arches.0,
+            None => platform::PLATFORMS.iter().collect(),
+        };
+        let version = version::resolve(sh, args.version)?;
+        build(sh, &platforms, &version, args.builder)?;
         Ok(())
     }
 }
@@ -51,16 +56,9 @@ pub fn dist_dir(sh: &Shell) -> PathBuf {
 pub fn build(
     sh: &Shell,
     platforms: &[&'static Platform],
-    version: &str,
+    version: &Version,
     builder: Builder,
 ) -> Result<Vec<DistBinary>> {
-    version::validate(version)?;
-    // auto is zig: no container engine needed, and cross would give the same bytes.
-    let builder = if builder == Builder::Auto {
-        Builder::Zig
-    } else {
-        builder
-    };
     let root = sh.current_dir();
     let dist = dist_dir(sh);
     sh.create_dir(&dist)?;
@@ -176,7 +174,7 @@ struct Toolchain {
 impl Toolchain {
     fn prepare(sh: &Shell, root: &Path, builder: Builder) -> Result<Toolchain> {
         match builder {
-            Builder::Auto | Builder::Zig | Builder::Cross => {
+            Builder::Zig | Builder::Cross => {
                 // Both are downloads on a new machine: fetch them side by side.
                 let (rustc, venv_bin) = std::thread::scope(|scope| {
                     let zig = scope.spawn(|| tools::ensure_zig(&crate::shell()?, root));
@@ -235,7 +233,7 @@ impl Toolchain {
         let _env = sh.push_env("PAUSE_VERSION", version);
         let out = |p: &Platform| root.join("target").join(p.triple).join("release/pause");
         match self.builder {
-            Builder::Auto | Builder::Zig => {
+            Builder::Zig => {
                 let mut args = Vec::new();
                 for p in platforms {
                     args.extend(["--target".to_string(), p.triple.to_string()]);

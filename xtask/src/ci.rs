@@ -47,7 +47,7 @@ impl flags::Ci {
             // The harness with `args`, at this run's version.
             let harness = |args: &[&str]| {
                 let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-                args.extend(["--version".to_string(), version.clone()]);
+                args.extend(["--version".to_string(), version.to_string()]);
                 harness::run(sh, &args)
             };
             timer.run("e2e", || harness(&["e2e"]))?;
@@ -123,7 +123,7 @@ fn builder_image_in_background(sh: &Shell) -> JoinHandle<Result<()>> {
 fn arches(
     sh: &Shell,
     timer: &mut StageTimer,
-    version: &str,
+    version: &crate::version::Version,
     builder_image: JoinHandle<Result<()>>,
 ) -> Result<()> {
     let all: Vec<_> = platform::PLATFORMS.iter().collect();

@@ -1,6 +1,8 @@
 //! The command line of `cargo xtask`: one struct per command, run by its module.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::platform::{self, Platform};
+use crate::version::Version;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -31,22 +33,42 @@ pub enum Command {
 /// Build static pause binaries into target/dist/pause-linux-<arch>.
 #[derive(Parser)]
 pub struct Build {
-    /// Comma-separated architectures from the platform table, or `all`.
-    #[arg(long, default_value = "all")]
-    pub arch: String,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// What every command that builds takes.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Comma-separated architectures from the platform table, or `all`. Default: all
+    /// for build, the platforms in images/pause/image.toml for image.
+    #[arg(long)]
+    pub arch: Option<Arches>,
     /// The version `pause -v` prints and the image is tagged with (an OCI tag).
     /// Default: derived from `git describe` (see README).
     #[arg(long)]
-    pub version: Option<String>,
-    #[arg(long, value_enum, default_value_t = Builder::Auto)]
+    pub version: Option<Version>,
+    #[arg(long, value_enum, default_value_t = Builder::Zig)]
     pub builder: Builder,
+}
+
+/// `--arch`: rows of the platform table, in table order.
+#[derive(Clone, Debug)]
+pub struct Arches(pub Vec<&'static Platform>);
+
+impl std::str::FromStr for Arches {
+    type Err = anyhow::Error;
+
+    fn from_str(spec: &str) -> anyhow::Result<Arches> {
+        platform::select(spec).map(Arches)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub enum Builder {
-    /// zig: it needs no container engine, and cross gives the same bytes anyway.
-    Auto,
-    /// nightly build-std, linked by zig: every arch, no container engine.
+    /// nightly build-std, linked by zig: every arch, no container engine (the
+    /// default; `auto` is the same).
+    #[value(alias = "auto")]
     Zig,
     /// the zig build inside a Debian container, run by cross with podman or docker.
     Cross,
@@ -67,17 +89,11 @@ impl std::fmt::Display for Builder {
 /// Assemble the multi-arch OCI image layout (builds the binaries first).
 #[derive(Parser)]
 pub struct Image {
-    /// The version (an OCI tag); default derived from git, as for `build`.
-    #[arg(long)]
-    pub version: Option<String>,
-    /// Architectures; default: the platforms in images/pause/image.toml.
-    #[arg(long)]
-    pub arch: Option<String>,
+    #[command(flatten)]
+    pub build: BuildArgs,
     /// Where the OCI layout goes.
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
-    #[arg(long, value_enum, default_value_t = Builder::Auto)]
-    pub builder: Builder,
 }
 
 /// Push an image layout to a registry: blobs, manifests, index, tags, SBOM referrers.
@@ -138,8 +154,9 @@ pub struct Bench {
 /// Run each dist binary under qemu-user: -v, signals, reaping as PID 1.
 #[derive(Parser)]
 pub struct Verify {
-    #[arg(long, default_value = "all")]
-    pub arch: String,
+    /// Comma-separated architectures from the platform table, or `all` (the default).
+    #[arg(long)]
+    pub arch: Option<Arches>,
 }
 
 /// The whole test suite, each stage once: set-up, fmt, clippy, tests, macOS check,
@@ -173,8 +190,8 @@ pub struct Release {
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long)]
-    pub version: Option<String>,
-    #[arg(long, value_enum, default_value_t = Builder::Auto)]
+    pub version: Option<Version>,
+    #[arg(long, value_enum, default_value_t = Builder::Zig)]
     pub builder: Builder,
 }
 

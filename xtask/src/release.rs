@@ -9,7 +9,8 @@
 
 use crate::image::description::ImageDescription;
 use crate::image::{self, Assembled};
-use crate::{build, flags, push, version};
+use crate::version::{self, Version};
+use crate::{build, flags, push};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -23,7 +24,7 @@ impl flags::Release {
                 self.builder.to_string(),
             ];
             if let Some(version) = self.version {
-                args.extend(["--version".to_string(), version]);
+                args.extend(["--version".to_string(), version.to_string()]);
             }
             return crate::harness::run(sh, &args);
         }
@@ -41,7 +42,7 @@ impl flags::Release {
 
 /// A release built, assembled and laid out in `target/publish/`, ready to push.
 pub struct Prepared {
-    pub version: String,
+    pub version: Version,
     pub layout: PathBuf,
     pub assembled: Assembled,
     pub digest: String,
@@ -49,7 +50,7 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(sh: &Shell, version: Option<String>, builder: flags::Builder) -> Result<Prepared> {
+    pub fn new(sh: &Shell, version: Option<Version>, builder: flags::Builder) -> Result<Prepared> {
         let root = sh.current_dir();
         let desc = ImageDescription::load(&root)?;
         let version = version::resolve(sh, version)?;

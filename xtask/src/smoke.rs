@@ -13,7 +13,7 @@ impl flags::Smoke {
         let bin = sh.current_dir().join("target/release/pause");
         let version = cmd!(sh, "{bin} -v").read()?;
         ensure!(
-            version.starts_with("pause.rs "),
+            version.starts_with(crate::version::LINE_PREFIX),
             "pause -v printed {version:?}"
         );
         println!("ok -v: {version}");

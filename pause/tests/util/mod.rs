@@ -71,6 +71,11 @@ pub const SUBREAPER_REFUSED: &str = "pause: becoming a child subreaper failed: I
 
 pub const VERSION: &str = env!("PAUSE_BUILD_VERSION");
 
+/// The `-v` line's prefix and the version grammar, as pause's build script has them.
+#[path = "../../src/version.rs"]
+#[allow(dead_code)]
+pub mod version;
+
 /// Polls `probe` every 10 ms until it returns `Some`, or panics with `what` after `limit`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

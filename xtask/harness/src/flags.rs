@@ -1,7 +1,8 @@
 //! The harness's command line (reached through `cargo xtask e2e|bench|release --dry-run`).
 
 use clap::{Parser, Subcommand};
-use xtask::flags::Builder;
+use xtask::flags::{Arches, Builder};
+use xtask::version::Version;
 
 #[derive(Parser)]
 #[command(
@@ -27,20 +28,20 @@ pub enum Command {
 #[derive(Parser)]
 pub struct E2e {
     #[arg(long)]
-    pub version: Option<String>,
+    pub version: Option<Version>,
     /// Architectures; default: the platforms in images/pause/image.toml.
     #[arg(long)]
-    pub arch: Option<String>,
+    pub arch: Option<Arches>,
 }
 
 /// The e2e checks proper, inside the private namespaces that `e2e` made.
 #[derive(Parser)]
 pub struct E2eInside {
     #[arg(long)]
-    pub version: String,
+    pub version: Version,
     /// Comma-separated architectures from the platform table.
     #[arg(long)]
-    pub arch: String,
+    pub arch: Arches,
 }
 
 /// Measure sizes, memory, start-up, stop latency and reaping, beside real peers.
@@ -51,7 +52,7 @@ pub struct Bench {
     #[arg(long, value_name = "NAME=COMMAND")]
     pub baseline: Vec<String>,
     #[arg(long)]
-    pub version: Option<String>,
+    pub version: Option<Version>,
     /// Fewer samples and smaller N: a smoke test that the bench still works.
     #[arg(long)]
     pub quick: bool,
@@ -64,7 +65,7 @@ pub struct Bench {
 #[derive(Parser)]
 pub struct Rehearse {
     #[arg(long)]
-    pub version: Option<String>,
-    #[arg(long, value_enum, default_value_t = Builder::Auto)]
+    pub version: Option<Version>,
+    #[arg(long, value_enum, default_value_t = Builder::Zig)]
     pub builder: Builder,
 }

@@ -49,13 +49,14 @@ impl flags::Image {
             &std::fs::read_to_string(&containerfile)
                 .with_context(|| format!("reading {}", containerfile.display()))?,
         )?;
-        let platforms = match &self.arch {
-            Some(spec) => platform::select(spec)?,
+        let args = self.build;
+        let platforms = match args.arch {
+            Some(arches) => arches.0,
             None => desc.platforms()?,
         };
-        let version = version::resolve(sh, self.version)?;
+        let version = version::resolve(sh, args.version)?;
         let output = self.output.unwrap_or_else(|| default_output(&root, &desc));
-        let binaries = build::build(sh, &platforms, &version, self.builder)?;
+        let binaries = build::build(sh, &platforms, &version, args.builder)?;
         let started = Instant::now();
         let sources = Sources::of_tree(sh, &desc, &binaries, &version)?;
         let image = assemble(sh, &sources, &output)?;

@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 
 /// What the index annotations say about how the image was made.
 pub struct Provenance {
-    pub version: String,
+    pub version: crate::version::Version,
     pub revision: String,
     pub source: String,
     pub created: String,
@@ -30,16 +30,13 @@ impl Provenance {
                 format!("the image index has no {key} annotation; only images `cargo xtask image` made can be reproduced")
             })
         };
-        let (version, revision) = (
-            get(oci::ANNOTATION_VERSION)?,
-            get(oci::ANNOTATION_REVISION)?,
-        );
+        let version: crate::version::Version = get(oci::ANNOTATION_VERSION)?.parse()?;
+        let revision = get(oci::ANNOTATION_REVISION)?;
         let created = get(oci::ANNOTATION_CREATED)?;
         let source = annotations
             .get(oci::ANNOTATION_SOURCE)
             .cloned()
             .unwrap_or_default();
-        crate::version::validate(&version)?;
         if let Some(commit) = revision.strip_suffix("-dirty") {
             bail!("the image was built from uncommitted changes on {commit} (revision {revision}); no commit holds its source, so it cannot be rebuilt");
         }

@@ -154,7 +154,7 @@ impl flags::Bench {
         let measured = measure_interleaved(&candidates, &plan)?;
 
         let report = Report::new(
-            version,
+            version.to_string(),
             plan.runs,
             sizes,
             assembled.total_size,

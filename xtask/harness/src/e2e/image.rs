@@ -181,7 +181,7 @@ fn every_arch_pulls(run: &Run, reference: &str) -> Result<()> {
         let qemu = p.qemu;
         let said = cmd!(sh, "{qemu} {pulled} -v").quiet().read()?;
         ensure!(
-            said == format!("pause.rs {version}"),
+            said == xtask::version::line(version),
             "the pulled {} binary said {said:?} under {qemu}",
             p.arch
         );

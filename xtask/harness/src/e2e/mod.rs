@@ -30,7 +30,7 @@ pub struct Run<'a> {
     pub sh: &'a Shell,
     pub desc: ImageDescription,
     pub binaries: Vec<DistBinary>,
-    pub version: String,
+    pub version: xtask::version::Version,
     pub work: PathBuf,
     pub layout: PathBuf,
     pub image: Assembled,
@@ -91,7 +91,7 @@ impl flags::E2e {
         }
         let root = sh.current_dir();
         let platforms = match &self.arch {
-            Some(spec) => platform::select(spec)?,
+            Some(arches) => arches.0.clone(),
             None => ImageDescription::load(&root)?.platforms()?,
         };
         let arch = platforms
@@ -119,7 +119,7 @@ impl flags::E2eInside {
         let started = Instant::now();
         let root = sh.current_dir();
         let desc = ImageDescription::load(&root)?;
-        let platforms = platform::select(&self.arch)?;
+        let platforms = self.arch.0;
         let version = self.version;
         let binaries = build::build(sh, &platforms, &version, Builder::Zig)?;
         let work = root.join("target/e2e");
