@@ -167,6 +167,9 @@ pub struct Ci {
     /// Run one part only (the CI workflow splits the suite into jobs).
     #[arg(long, value_enum, default_value_t = Stage::All)]
     pub stage: Stage,
+    /// With the arches stage: only these (the CI matrix runs one job per arch).
+    #[arg(long)]
+    pub arch: Option<Arches>,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]

@@ -134,6 +134,16 @@ pub fn host() -> Result<&'static Platform> {
         .expect("amd64 and arm64 are table rows"))
 }
 
+/// The arch whose clean build the suite repeats, to prove that the bytes depend on
+/// neither the builder (cross, in ci) nor the directory (reproduce, in e2e): foreign,
+/// big-endian, and its cold std build is the table's quickest.
+pub fn probe() -> &'static Platform {
+    PLATFORMS
+        .iter()
+        .find(|p| p.arch == "s390x")
+        .expect("s390x is a table row")
+}
+
 /// Parses `--arch`: `all`, or a comma-separated list of table names, in table order.
 pub fn select(spec: &str) -> Result<Vec<&'static Platform>> {
     if spec.trim() == "all" {

@@ -3,8 +3,8 @@
 //! one string under the same annotations (exit 1, naming the layer), and one whose
 //! revision no clone has (exit 2, one line).
 //!
-//! The images hold s390x alone: each reproduce rebuilds its platforms, and s390x is a
-//! foreign arch with the quickest cold build of std.
+//! The images hold one platform, the table's probe (s390x): each reproduce rebuilds
+//! every platform of its image from nothing.
 
 use super::registry::Registry;
 use super::{ok, Run};
@@ -34,18 +34,24 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
         return Ok(());
     }
     let dir = run.work.join("reproduce");
-    let s390x = run
+    let probe = xtask::platform::probe();
+    let probe_bin = run
         .binaries
         .iter()
-        .find(|b| b.platform.arch == "s390x")
-        .context("the e2e image has no s390x binary; include it in --arch")?;
-    let tampered = tampered_copy(s390x, &dir.join("tampered-dist"))?;
+        .find(|b| b.platform.arch == probe.arch)
+        .with_context(|| {
+            format!(
+                "the e2e image has no {} binary; include it in --arch",
+                probe.arch
+            )
+        })?;
+    let tampered = tampered_copy(probe_bin, &dir.join("tampered-dist"))?;
     let cases = [
-        ("identical", vec![copy_of(s390x)], revision.clone(), 0),
+        ("identical", vec![copy_of(probe_bin)], revision.clone(), 0),
         ("tampered", vec![tampered], revision.clone(), 1),
         (
             "unknown-revision",
-            vec![copy_of(s390x)],
+            vec![copy_of(probe_bin)],
             NO_SUCH_REVISION.to_string(),
             2,
         ),
@@ -65,7 +71,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
         let oci = format!("oci:{}:{}", layout.display(), run.version);
         for reference in [by_digest, oci] {
             let said = reproduce(run, &reference, &authfile)?;
-            expect(&said, code, &reference)?;
+            expect(&said, code, &reference, probe.arch)?;
         }
     }
     Ok(())
@@ -90,7 +96,7 @@ fn reproduce(run: &Run, reference: &str, authfile: &Path) -> Result<Said> {
     })
 }
 
-fn expect(said: &Said, code: i32, reference: &str) -> Result<()> {
+fn expect(said: &Said, code: i32, reference: &str, arch: &str) -> Result<()> {
     let shown = || format!("stdout {:?} stderr {:?}", said.stdout, said.stderr);
     ensure!(
         said.code == Some(code),
@@ -104,7 +110,7 @@ fn expect(said: &Said, code: i32, reference: &str) -> Result<()> {
             ensure!(
                 said.stdout
                     .lines()
-                    .any(|l| l.starts_with("s390x identical "))
+                    .any(|l| l.starts_with(&format!("{arch} identical ")))
                     && last.starts_with("identical: "),
                 "reproduce {reference} did not report identical: {}",
                 shown()
@@ -115,7 +121,7 @@ fn expect(said: &Said, code: i32, reference: &str) -> Result<()> {
             let line = said
                 .stdout
                 .lines()
-                .find(|l| l.starts_with("s390x layer differs: published sha256:"))
+                .find(|l| l.starts_with(&format!("{arch} layer differs: published sha256:")))
                 .with_context(|| format!("reproduce {reference} named no layer: {}", shown()))?;
             ensure!(
                 line.contains(" rebuilt sha256:") && last.starts_with("differs: 1 of 1"),
