@@ -23,6 +23,7 @@ pub mod smoke;
 pub mod tools;
 pub mod verify;
 pub mod version;
+pub mod wait;
 
 use std::path::Path;
 use xshell::Shell;

@@ -30,23 +30,20 @@ impl flags::Smoke {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let sent = Instant::now();
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                ensure!(
-                    status.code() == Some(0),
-                    "pause exited with {status} after SIGTERM"
-                );
-                println!(
-                    "ok SIGTERM: exit 0 after {:.1} ms",
-                    sent.elapsed().as_secs_f64() * 1e3
-                );
-                return Ok(());
-            }
-            ensure!(
-                sent.elapsed() < Duration::from_secs(5),
-                "pause did not exit within 5s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let status = crate::wait::until(
+            "pause to exit after SIGTERM",
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || Ok(child.try_wait()?),
+        )?;
+        ensure!(
+            status.code() == Some(0),
+            "pause exited with {status} after SIGTERM"
+        );
+        println!(
+            "ok SIGTERM: exit 0 after {:.1} ms",
+            sent.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(())
     }
 }

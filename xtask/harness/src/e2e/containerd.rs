@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xshell::cmd;
+use xtask::wait::until_async;
 
 /// Orphans the workload leaves behind in the shared PID namespace.
 const ORPHANS: usize = 100;
@@ -50,22 +51,22 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
 }
 
 async fn connect(socket: &Path) -> Result<CriClient> {
-    let started = Instant::now();
-    loop {
-        if socket.exists() {
-            if let Ok(mut client) = CriClient::connect(socket).await {
-                if client.version().await.is_ok() {
-                    return Ok(client);
-                }
+    let what = format!("containerd's CRI to answer on {}", socket.display());
+    until_async(
+        &what,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            if !socket.exists() {
+                return Ok(None);
             }
-        }
-        ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "containerd's CRI did not answer on {} within 30s",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            let Ok(mut client) = CriClient::connect(socket).await else {
+                return Ok(None);
+            };
+            Ok(client.version().await.is_ok().then_some(client))
+        },
+    )
+    .await
 }
 
 async fn pod_checks(
@@ -175,12 +176,12 @@ async fn orphans_are_reaped(cri: &mut CriClient, pod: &Pod, workload_image: &str
     let maker = cri.create_container(&pod.id, workload, &pod.config).await?;
     cri.start_container(&maker).await?;
     let pause_pid = pod.pause_pid;
-    let adopted = wait_for(Duration::from_secs(15), || {
+    let what = format!("the {ORPHANS} orphans to be re-parented to pause");
+    let adopted = wait_for(&what, Duration::from_secs(15), || {
         let n = children_of(pause_pid).len();
         (n >= ORPHANS).then_some(n)
     })
-    .await
-    .with_context(|| format!("the {ORPHANS} orphans were not re-parented to pause"))?;
+    .await?;
     wait_until("every orphan to be reaped", Duration::from_secs(20), || {
         children_of(pause_pid).is_empty()
     })
@@ -198,13 +199,20 @@ async fn stops_as_a_workload(cri: &mut CriClient, pod: &Pod, sandbox_image: &str
         .create_container(&pod.id, as_workload, &pod.config)
         .await?;
     cri.start_container(&id).await?;
-    let started = Instant::now();
-    let mut ready = false;
-    while !ready && started.elapsed() < Duration::from_secs(10) {
-        ready = matches!(cri.container_status(&id).await?, (_, Some(pid)) if has_signalfd(pid));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ensure!(ready, "pause as a workload container never got ready");
+    let what = "pause as a workload container to get ready (its signalfd open)";
+    until_async(
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let (mut cri, id) = (cri.clone(), id.clone());
+            async move {
+                let (_, pid) = cri.container_status(&id).await?;
+                Ok(pid.filter(|pid| has_signalfd(*pid)))
+            }
+        },
+    )
+    .await?;
     let grace = 10;
     let sent = Instant::now();
     cri.stop_container(&id, grace).await?;
@@ -275,21 +283,20 @@ fn container(
     }
 }
 
+/// Waits on the runtime for `done`, checked every 20 ms.
 async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
-    wait_for(limit, || done().then_some(()))
-        .await
-        .with_context(|| format!("waiting for {what}"))
+    wait_for(what, limit, || done().then_some(())).await
 }
 
-async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Result<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Ok(value);
-        }
-        ensure!(started.elapsed() < limit, "timed out after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    until_async(what, limit, Duration::from_millis(20), || {
+        std::future::ready(Ok(probe()))
+    })
+    .await
 }
 
 /// containerd on a private socket, root and state under `dir`, pulling from `registry`.

@@ -9,6 +9,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
+/// Cheap to clone: both clients share one channel.
+#[derive(Clone)]
 pub struct CriClient {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,

@@ -110,31 +110,32 @@ fn start(state: &Path, bundle: &Path, id: &str) -> Result<Child> {
 /// Waits until runc reports `id` running and returns its host PID. With `signalfd`, also
 /// until the process has opened one (pause is then ready for signals).
 fn wait_running(state: &Path, id: &str, child: &mut Child, signalfd: bool) -> Result<u32> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("runc run {id} exited early with {status}");
-        }
-        let out = Command::new("runc")
-            .arg("--root")
-            .arg(state)
-            .args(["state", id])
-            .output()?;
-        if out.status.success() {
-            let state: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-            if state["status"] == "running" {
-                let pid = state["pid"].as_u64().context("runc state has no pid")? as u32;
-                let ready = !signalfd || crate::procfs::has_signalfd(pid);
-                if ready {
-                    return Ok(pid);
-                }
+    let what = format!("runc to report {id} running");
+    xtask::wait::until(
+        &what,
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || {
+            if let Some(status) = child.try_wait()? {
+                bail!("runc run {id} exited early with {status}");
             }
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            bail!("runc did not report {id} running within 15s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+            let out = Command::new("runc")
+                .arg("--root")
+                .arg(state)
+                .args(["state", id])
+                .output()?;
+            if !out.status.success() {
+                return Ok(None);
+            }
+            let state: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            if state["status"] != "running" {
+                return Ok(None);
+            }
+            let pid = state["pid"].as_u64().context("runc state has no pid")? as u32;
+            let ready = !signalfd || crate::procfs::has_signalfd(pid);
+            Ok(ready.then_some(pid))
+        },
+    )
 }
 
 /// `runc kill id TERM`, then waits up to `limit`: `Some((elapsed, exit code))` if it exited.
@@ -151,11 +152,9 @@ fn kill_and_time(
         .args(["kill", id, "TERM"])
         .status()?;
     ensure!(status.success(), "runc kill {id} TERM failed");
-    while sent.elapsed() < limit {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some((sent.elapsed(), status.code())));
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    Ok(None)
+    xtask::wait::within(limit, Duration::from_micros(500), || {
+        Ok(child
+            .try_wait()?
+            .map(|status| (sent.elapsed(), status.code())))
+    })
 }
