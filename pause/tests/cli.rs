@@ -7,7 +7,8 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 use util::{
-    pause_command, signal, signal_raw, spawn_pause, stat, wait_exit, SUBREAPER_REFUSED, VERSION,
+    pause_command, signal, signal_raw, spawn_pause, state_and_parent, wait_exit, SUBREAPER_REFUSED,
+    VERSION,
 };
 
 #[test]
@@ -104,7 +105,7 @@ fn every_other_catchable_signal_is_survived() {
         child.try_wait().expect("try_wait").is_none(),
         "pause died from an ignored signal"
     );
-    let state = stat(pid).expect("pause is gone").state;
+    let (state, _) = state_and_parent(pid).expect("pause is gone");
     assert!(
         state == 'S',
         "pause should sleep in its wait, but its state is {state:?} (T = stopped)"

@@ -6,7 +6,7 @@ mod util;
 use nix::sys::signal::Signal;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use util::{children_of, pause_argv, signal, stat, wait_exit, wait_for, Pid1};
+use util::{children_of, pause_argv, signal, state_and_parent, wait_exit, wait_for, Pid1};
 
 #[test]
 fn ten_thousand_orphans_exiting_together_leave_no_zombie() {
@@ -21,7 +21,7 @@ fn ten_thousand_orphans_exiting_together_leave_no_zombie() {
     });
     assert!(left.is_empty());
     // pause itself is still running: only INT/TERM end it.
-    assert_eq!(stat(pid1.host_pid).map(|s| s.state), Some('S'));
+    assert_eq!(state_and_parent(pid1.host_pid).map(|(s, _)| s), Some('S'));
 }
 
 #[test]
@@ -88,9 +88,9 @@ fn not_pid1_adopts_and_reaps_an_orphaned_grandchild() {
         "the grandchild to be orphaned",
         Duration::from_secs(5),
         || {
-            let stat = stat(grandchild)?;
+            let (_, ppid) = state_and_parent(grandchild)?;
             // Until its parent shell exits, the grandchild's parent is that shell.
-            (stat.ppid == pause_pid || stat.ppid == 1).then_some(stat.ppid)
+            (ppid == pause_pid || ppid == 1).then_some(ppid)
         },
     );
     assert_eq!(
@@ -100,7 +100,7 @@ fn not_pid1_adopts_and_reaps_an_orphaned_grandchild() {
     wait_for(
         "the grandchild to be reaped (gone, not a zombie)",
         Duration::from_secs(10),
-        || stat(grandchild).is_none().then_some(()),
+        || state_and_parent(grandchild).is_none().then_some(()),
     );
     assert!(
         children_of(pause_pid).is_empty(),

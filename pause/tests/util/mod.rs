@@ -8,6 +8,10 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
+mod procfs;
+
+pub use procfs::{children_of, has_signalfd, state_and_parent};
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs;
@@ -120,55 +124,6 @@ pub fn signal_raw(pid: u32, signo: i32) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{signo} {pid} failed");
-}
-
-/// One process as /proc/PID/stat shows it.
-pub struct Stat {
-    pub state: char,
-    pub ppid: u32,
-}
-
-/// Reads /proc/PID/stat; `None` once the process is gone (reaped).
-pub fn stat(pid: u32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some(Stat { state, ppid })
-}
-
-/// Every process whose parent is `ppid`, with its state.
-pub fn children_of(ppid: u32) -> Vec<(u32, char)> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Some(stat) = stat(pid) {
-            if stat.ppid == ppid {
-                found.push((pid, stat.state));
-            }
-        }
-    }
-    found
-}
-
-/// True once pause has opened its signalfd, which it does right after blocking its
-/// signals: from then on no catchable signal kills it. (The host's SigBlk would not do:
-/// under qemu-user the guest's mask is emulated.)
-fn has_signalfd(pid: u32) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten().any(|fd| {
-        fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[signalfd]")
-    })
 }
 
 /// True once `pid` runs the binary under test and is ready for signals.

@@ -246,90 +246,104 @@ impl Report {
         let names: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
         t.push_str(&format!("| figure | {} |\n", names.join(" | ")));
         t.push_str(&format!("|---|{}\n", "---|".repeat(names.len())));
-        let mut row = |name: &str, cells: Vec<String>| {
+        let assembly = (
+            format!("image assembly, {} platforms, warm", self.sizes.len()),
+            self.ours_only(stat(&self.assembly_ms, "ms", 1.0)),
+        );
+        let rows = self.size_rows().into_iter().chain(self.process_rows());
+        for (name, cells) in rows.chain(self.reaping_rows()).chain([assembly]) {
             t.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
-        };
-        let ours_only = |cell: String, n: usize| {
-            std::iter::once(cell)
-                .chain(std::iter::repeat_n("–".to_string(), n - 1))
-                .collect::<Vec<_>>()
-        };
-        for (arch, size, layer) in &self.sizes {
-            let label = format!("binary / gzip layer, {arch}");
-            let is_host = xtask::platform::host().is_ok_and(|p| p.arch == arch);
-            if is_host {
-                row(
-                    &label,
-                    self.measured
-                        .iter()
-                        .map(|m| format!("{} B / {} B", m.binary_size, m.layer_size))
-                        .collect(),
-                );
-            } else {
-                row(
-                    &label,
-                    ours_only(format!("{size} B / {layer} B"), names.len()),
-                );
-            }
         }
-        row(
-            "total image (all blobs)",
-            ours_only(format!("{} B", self.total_image_size), names.len()),
-        );
-        let each =
-            |f: &dyn Fn(&Measured) -> String| self.measured.iter().map(f).collect::<Vec<_>>();
-        row(
-            "VmRSS / Pss",
-            each(&|m| {
-                format!(
-                    "{} / {}",
-                    stat(&m.vm_rss_kb, "kB", 1.0),
-                    stat(&m.pss_kb, "kB", 1.0)
-                )
-            }),
-        );
-        row(
-            "start-up, exec → blocked in its wait",
-            each(&|m| stat(&m.startup_us, "µs", 1.0)),
-        );
-        row(
-            "exec → exit of `-v` (catatonit: `-V`)",
-            each(&|m| stat(&m.version_exit_us, "µs", 1.0)),
-        );
-        row(
-            "SIGTERM → exit, median / p99 of all",
-            each(&|m| match (m.stop_us.median(), m.stop_us.pooled(99.0)) {
-                (Some(med), Some(p99)) => format!("{} / {}", number(med, "µs"), number(p99, "µs")),
-                _ => "–".to_string(),
-            }),
-        );
-        for (idx, (n, ..)) in self.ours().reaping.iter().enumerate() {
-            row(
-                &format!("PID 1 CPU per reaped orphan, N = {n}"),
-                each(&|m| {
-                    m.reaping
-                        .get(idx)
-                        .map_or("–".into(), |r| stat(&r.1, "µs", 1e-3))
-                }),
-            );
-            row(
-                &format!("reap N = {n}: wall time until none left"),
-                each(&|m| {
-                    m.reaping
-                        .get(idx)
-                        .map_or("–".into(), |r| stat(&r.2, "s", 1.0))
-                }),
-            );
-        }
-        row(
-            &format!("image assembly, {} platforms, warm", self.sizes.len()),
-            ours_only(stat(&self.assembly_ms, "ms", 1.0), names.len()),
-        );
         t.push_str("\n| goal | met |\n|---|---|\n");
         for goal in &self.goals {
             t.push_str(&format!("| {} | {} |\n", goal.goal, goal.outcome));
         }
         t
+    }
+
+    /// A cell for ours and a dash for each peer: figures only our image has.
+    fn ours_only(&self, cell: String) -> Vec<String> {
+        std::iter::once(cell)
+            .chain(std::iter::repeat_n(
+                "–".to_string(),
+                self.candidates.len() - 1,
+            ))
+            .collect()
+    }
+
+    /// A cell per candidate.
+    fn each(&self, cell: impl Fn(&Measured) -> String) -> Vec<String> {
+        self.measured.iter().map(cell).collect()
+    }
+
+    /// Binary and layer sizes per arch (every candidate's on the host arch), and the
+    /// whole image.
+    fn size_rows(&self) -> Vec<(String, Vec<String>)> {
+        let mut rows = Vec::new();
+        for (arch, size, layer) in &self.sizes {
+            let label = format!("binary / gzip layer, {arch}");
+            let is_host = xtask::platform::host().is_ok_and(|p| p.arch == arch);
+            let cells = if is_host {
+                self.each(|m| format!("{} B / {} B", m.binary_size, m.layer_size))
+            } else {
+                self.ours_only(format!("{size} B / {layer} B"))
+            };
+            rows.push((label, cells));
+        }
+        let total = self.ours_only(format!("{} B", self.total_image_size));
+        rows.push(("total image (all blobs)".to_string(), total));
+        rows
+    }
+
+    /// Memory, start-up, `-v` and stop latency.
+    fn process_rows(&self) -> Vec<(String, Vec<String>)> {
+        let stop = |m: &Measured| match (m.stop_us.median(), m.stop_us.pooled(99.0)) {
+            (Some(med), Some(p99)) => format!("{} / {}", number(med, "µs"), number(p99, "µs")),
+            _ => "–".to_string(),
+        };
+        vec![
+            (
+                "VmRSS / Pss".to_string(),
+                self.each(|m| {
+                    format!(
+                        "{} / {}",
+                        stat(&m.vm_rss_kb, "kB", 1.0),
+                        stat(&m.pss_kb, "kB", 1.0)
+                    )
+                }),
+            ),
+            (
+                "start-up, exec → blocked in its wait".to_string(),
+                self.each(|m| stat(&m.startup_us, "µs", 1.0)),
+            ),
+            (
+                "exec → exit of `-v` (catatonit: `-V`)".to_string(),
+                self.each(|m| stat(&m.version_exit_us, "µs", 1.0)),
+            ),
+            (
+                "SIGTERM → exit, median / p99 of all".to_string(),
+                self.each(stop),
+            ),
+        ]
+    }
+
+    /// CPU per reaped orphan and wall time, for each storm size.
+    fn reaping_rows(&self) -> Vec<(String, Vec<String>)> {
+        let mut rows = Vec::new();
+        for (idx, (n, ..)) in self.ours().reaping.iter().enumerate() {
+            let cell = |pick: fn(&(usize, Samples, Samples, Vec<usize>)) -> String| {
+                self.each(|m| m.reaping.get(idx).map_or("–".into(), pick))
+            };
+            rows.push((
+                format!("PID 1 CPU per reaped orphan, N = {n}"),
+                cell(|r| stat(&r.1, "µs", 1e-3)),
+            ));
+            rows.push((
+                format!("reap N = {n}: wall time until none left"),
+                cell(|r| stat(&r.2, "s", 1.0)),
+            ));
+        }
+        rows
     }
 
     /// Wall time to reap N orphans, every candidate.

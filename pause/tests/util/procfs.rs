@@ -1,5 +1,7 @@
-//! What /proc says about a process: its parent, its state, its namespaces, its fds.
-//! Shared by the e2e checks and the benchmarks, which watch pause from outside.
+//! What /proc says about a process: its parent, its state, its fds, its CPU time.
+//! pause's tests, and the harness's e2e checks and benchmarks, all watch pause from
+//! outside with these; the harness includes this file by path (it cannot depend on
+//! a test directory), so there is one copy.
 
 use std::fs;
 
