@@ -157,7 +157,9 @@ fn walk(meta: &Value, applies: impl Fn(&Value) -> Result<bool>) -> Result<Vec<Cr
     Ok(crates)
 }
 
-/// The SPDX document for one arch's binary.
+/// The SPDX document for one arch's binary. It names what went into the binary, never
+/// which builder ran (zig or cross give the same bytes, so they must give the same SBOM:
+/// reproduce compares it).
 pub fn document(
     p: &Platform,
     record: &BuildRecord,
@@ -166,49 +168,17 @@ pub fn document(
     source: &str,
 ) -> Value {
     let version = &record.version;
-    let spdx_id = |name: &str| {
-        format!(
-            "SPDXRef-Package-{}",
-            name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-")
-        )
-    };
-    let mut packages = vec![json!({
-        "SPDXID": "SPDXRef-Package-pause-binary",
-        "name": "pause",
-        "versionInfo": version,
-        "downloadLocation": source,
-        "filesAnalyzed": false,
-        "licenseConcluded": "Apache-2.0",
-        "licenseDeclared": "Apache-2.0",
-        "copyrightText": "NOASSERTION",
-        "primaryPackagePurpose": "APPLICATION",
-        "checksums": [{ "algorithm": "SHA256", "checksumValue": record.sha256 }],
-        "comment": format!("static binary for {} ({})", p.arch, p.triple),
-    })];
+    let mut packages = vec![binary_package(p, record, source)];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
         "relationshipType": "DESCRIBES",
-        "relatedSpdxElement": "SPDXRef-Package-pause-binary",
+        "relatedSpdxElement": BINARY_ID,
     })];
     for krate in crates.iter().filter(|c| c.name != "pause") {
-        let id = spdx_id(&format!("crate-{}-{}", krate.name, krate.version));
-        packages.push(json!({
-            "SPDXID": id,
-            "name": krate.name,
-            "versionInfo": krate.version,
-            "downloadLocation": format!("https://crates.io/api/v1/crates/{}/{}/download", krate.name, krate.version),
-            "filesAnalyzed": false,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": krate.license,
-            "copyrightText": "NOASSERTION",
-            "externalRefs": [{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": format!("pkg:cargo/{}@{}", krate.name, krate.version),
-            }],
-        }));
+        let (package, id) = crate_package(krate);
+        packages.push(package);
         relationships.push(json!({
-            "spdxElementId": "SPDXRef-Package-pause-binary",
+            "spdxElementId": BINARY_ID,
             "relationshipType": "STATIC_LINK",
             "relatedSpdxElement": id,
         }));
@@ -218,24 +188,11 @@ pub fn document(
         .enumerate()
     {
         let id = format!("SPDXRef-Tool-{idx}");
-        packages.push(json!({
-            "SPDXID": id,
-            "name": tool.split_whitespace().next().unwrap_or("tool"),
-            "versionInfo": tool,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-            "copyrightText": "NOASSERTION",
-            "comment": format!(
-                "built pause for target {} with builder {}, rustup toolchain {}",
-                record.target, record.builder, record.tools.toolchain
-            ),
-        }));
+        packages.push(tool_package(&id, tool, record));
         relationships.push(json!({
             "spdxElementId": id,
             "relationshipType": "BUILD_TOOL_OF",
-            "relatedSpdxElement": "SPDXRef-Package-pause-binary",
+            "relatedSpdxElement": BINARY_ID,
         }));
     }
     json!({
@@ -247,6 +204,67 @@ pub fn document(
         "creationInfo": { "created": created, "creators": ["Tool: pause-xtask"] },
         "packages": packages,
         "relationships": relationships,
+    })
+}
+
+const BINARY_ID: &str = "SPDXRef-Package-pause-binary";
+
+fn binary_package(p: &Platform, record: &BuildRecord, source: &str) -> Value {
+    json!({
+        "SPDXID": BINARY_ID,
+        "name": "pause",
+        "versionInfo": record.version,
+        "downloadLocation": source,
+        "filesAnalyzed": false,
+        "licenseConcluded": "Apache-2.0",
+        "licenseDeclared": "Apache-2.0",
+        "copyrightText": "NOASSERTION",
+        "primaryPackagePurpose": "APPLICATION",
+        "checksums": [{ "algorithm": "SHA256", "checksumValue": record.sha256 }],
+        "comment": format!("static binary for {} ({})", p.arch, p.triple),
+    })
+}
+
+/// A linked crate as a package, and its SPDX id.
+fn crate_package(krate: &Crate) -> (Value, String) {
+    let (name, version) = (&krate.name, &krate.version);
+    let id = format!(
+        "SPDXRef-Package-{}",
+        format!("crate-{name}-{version}")
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-")
+    );
+    let package = json!({
+        "SPDXID": id,
+        "name": name,
+        "versionInfo": version,
+        "downloadLocation": format!("https://crates.io/api/v1/crates/{name}/{version}/download"),
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": krate.license,
+        "copyrightText": "NOASSERTION",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": format!("pkg:cargo/{name}@{version}"),
+        }],
+    });
+    (package, id)
+}
+
+fn tool_package(id: &str, tool: &str, record: &BuildRecord) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": tool.split_whitespace().next().unwrap_or("tool"),
+        "versionInfo": tool,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "comment": format!(
+            "built pause for target {} with rustup toolchain {}",
+            record.target, record.tools.toolchain
+        ),
     })
 }
 
@@ -280,5 +298,37 @@ mod tests {
                 "{triple}: {cargos:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+    use crate::tools::ToolVersions;
+
+    /// zig and cross give the same bytes; the SBOM must not tell them apart either, or
+    /// a cross-built release could never be reproduced with zig.
+    #[test]
+    fn the_sbom_does_not_depend_on_the_builder() {
+        let record = |builder: &str| BuildRecord {
+            version: "3.10".into(),
+            target: "s390x-unknown-linux-musl".into(),
+            builder: builder.into(),
+            tools: ToolVersions {
+                toolchain: crate::tools::NIGHTLY.into(),
+                rustc: "rustc 1.97.0-nightly".into(),
+                linker: "zig 0.15.1".into(),
+            },
+            sha256: "00".repeat(32),
+        };
+        let p = crate::platform::probe();
+        let crates = [Crate {
+            name: "nix".into(),
+            version: "0.32.0".into(),
+            license: "MIT".into(),
+        }];
+        let doc = |builder| document(p, &record(builder), &crates, "1970-01-01T00:00:00Z", "src");
+        assert_eq!(doc("zig"), doc("cross"));
+        assert!(doc("zig").to_string().contains("pkg:cargo/nix@0.32.0"));
     }
 }
