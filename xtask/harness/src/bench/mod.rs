@@ -96,8 +96,11 @@ pub struct Measured {
     /// SIGTERM → exit, µs.
     pub stop_us: Samples,
     /// By N: PID 1's CPU per reaped orphan (ns), wall time until none left (s), left.
-    pub reaping: Vec<(usize, Samples, Samples, Vec<usize>)>,
+    pub reaping: Vec<Reaping>,
 }
+
+/// One storm size: N, CPU per reap (ns), wall time (s), the zombies each run left.
+pub type Reaping = (usize, Samples, Samples, Vec<usize>);
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {

@@ -331,7 +331,7 @@ impl Report {
     fn reaping_rows(&self) -> Vec<(String, Vec<String>)> {
         let mut rows = Vec::new();
         for (idx, (n, ..)) in self.ours().reaping.iter().enumerate() {
-            let cell = |pick: fn(&(usize, Samples, Samples, Vec<usize>)) -> String| {
+            let cell = |pick: fn(&super::Reaping) -> String| {
                 self.each(|m| m.reaping.get(idx).map_or("–".into(), pick))
             };
             rows.push((
