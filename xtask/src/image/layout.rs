@@ -246,3 +246,104 @@ fn remove_stale_siblings(parent: &Path, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::ImageIndexBuilder;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-layout-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().flatten() {
+                if entry.path().is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn layout_with(output: &Path, blob: &[u8]) -> Result<LayoutWriter> {
+        let writer = LayoutWriter::create(output)?;
+        writer.blob(MediaType::ImageLayerGzip, blob)?;
+        Ok(writer)
+    }
+
+    fn empty_index() -> oci_spec::image::ImageIndex {
+        ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(Vec::new())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_layout_appears_whole_or_not_at_all() -> Result<()> {
+        let parent = scratch("atomic");
+        let output = parent.join("pause");
+        layout_with(&output, b"first")?.commit(&empty_index())?;
+        let before = files(&output);
+
+        // A run that fails after writing its blobs: the old layout, and nothing else.
+        drop(layout_with(&output, b"second")?);
+        assert_eq!(files(&output), before);
+        let names: Vec<_> = std::fs::read_dir(&parent)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["pause"], "staging left behind");
+
+        // A run that commits replaces it: the new blob, not the old one.
+        layout_with(&output, b"second")?.commit(&empty_index())?;
+        let blobs: Vec<Vec<u8>> = files(&output.join("blobs"))
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(blobs, [b"second".to_vec()]);
+        let names: Vec<_> = std::fs::read_dir(&parent)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["pause"], "the old layout left behind");
+        std::fs::remove_dir_all(&parent)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_blob_whose_bytes_do_not_match_its_digest_is_refused() -> Result<()> {
+        let parent = scratch("corrupt");
+        let output = parent.join("pause");
+        let writer = LayoutWriter::create(&output)?;
+        let desc = writer.blob(MediaType::ImageLayerGzip, b"bytes")?;
+        writer.commit(&empty_index())?;
+        assert_eq!(read_blob(&output, desc.digest().as_ref())?, b"bytes");
+        let path = output.join("blobs/sha256").join(desc.digest().digest());
+        std::fs::write(&path, b"other")?;
+        let err = read_blob(&output, desc.digest().as_ref()).unwrap_err();
+        assert!(err.to_string().contains("is corrupt"), "{err}");
+        std::fs::remove_dir_all(&parent)?;
+        Ok(())
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_spaces() -> Result<()> {
+        let value = serde_json::json!({ "b": 1, "a": { "d": [1, 2], "c": "x" } });
+        assert_eq!(
+            canonical_json(&value)?,
+            br#"{"a":{"c":"x","d":[1,2]},"b":1}"#
+        );
+        Ok(())
+    }
+}

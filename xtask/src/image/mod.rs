@@ -397,3 +397,37 @@ pub fn arch_tag(version: &str, p: &platform::Platform) -> String {
 pub fn default_output(root: &Path, desc: &ImageDescription) -> PathBuf {
     root.join("target/oci").join(&desc.name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::layer;
+
+    /// The same binary and time give the same layer bytes; the entry is /pause, 0755,
+    /// root-owned, stamped with the time, whatever the file system says.
+    #[test]
+    fn layers_are_reproducible_with_fixed_metadata() -> anyhow::Result<()> {
+        let binary = b"\x7fELF not really";
+        let (first, diff_id) = layer(binary, 1_700_000_000)?;
+        let (second, again) = layer(binary, 1_700_000_000)?;
+        assert_eq!(first, second);
+        assert_eq!(diff_id, again);
+        assert_ne!(layer(binary, 0)?.0, first, "the time is in the layer");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&first[..]));
+        let entries: Vec<_> = archive.entries()?.collect::<Result<_, _>>()?;
+        let [entry] = entries.as_slice() else {
+            panic!("{} entries, not 1", entries.len());
+        };
+        let header = entry.header();
+        assert_eq!(entry.path()?.to_str(), Some("pause"));
+        assert_eq!(
+            (
+                header.mode()?,
+                header.uid()?,
+                header.gid()?,
+                header.mtime()?
+            ),
+            (0o755, 0, 0, 1_700_000_000)
+        );
+        Ok(())
+    }
+}
