@@ -15,7 +15,7 @@ use crate::registry::{self, Session};
 use anyhow::{bail, Context, Result};
 use oci_client::RegistryOperation;
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use xshell::Shell;
 
 impl flags::Push {
@@ -30,13 +30,9 @@ impl flags::Push {
                 )
             }
         };
-        let authfile = registry::auth_file(sh, self.authfile);
-        let digest = crate::runtime()?.block_on(push(
-            &layout,
-            &self.to,
-            authfile.as_deref(),
-            self.insecure,
-        ))?;
+        let authfiles = registry::credentials::auth_files(sh, self.authfile);
+        let digest =
+            crate::runtime()?.block_on(push(&layout, &self.to, &authfiles, self.insecure))?;
         println!("{digest}");
         Ok(())
     }
@@ -123,17 +119,17 @@ fn tag_of(to: &str, layout: &Layout) -> String {
 pub async fn push(
     layout_dir: &Path,
     to: &str,
-    authfile: Option<&Path>,
+    authfiles: &[PathBuf],
     insecure: bool,
 ) -> Result<String> {
-    let (session, plan) = prepare(layout_dir, to, authfile, insecure)?;
+    let (session, plan) = prepare(layout_dir, to, authfiles, insecure)?;
     execute(&session, &plan, &mut |_| Ok(())).await
 }
 
 fn prepare(
     layout_dir: &Path,
     to: &str,
-    authfile: Option<&Path>,
+    authfiles: &[PathBuf],
     insecure: bool,
 ) -> Result<(Session, Plan)> {
     let target = registry::parse_reference(to)?;
@@ -142,7 +138,7 @@ fn prepare(
     }
     let layout = Layout::read(layout_dir, None)?;
     let plan = Plan::new(&layout, &tag_of(to, &layout))?;
-    Ok((Session::new(target, authfile, insecure)?, plan))
+    Ok((Session::new(target, authfiles, insecure)?, plan))
 }
 
 /// What only tests reach: a push that stops as a killed one would.
@@ -154,10 +150,10 @@ pub mod seam {
     pub async fn push_interrupted(
         layout_dir: &Path,
         to: &str,
-        authfile: Option<&Path>,
+        authfiles: &[PathBuf],
         after: usize,
     ) -> Result<String> {
-        let (session, plan) = prepare(layout_dir, to, authfile, false)?;
+        let (session, plan) = prepare(layout_dir, to, authfiles, false)?;
         execute(&session, &plan, &mut |uploaded| {
             if uploaded == after {
                 bail!("push interrupted after {uploaded} blob uploads");
@@ -183,45 +179,38 @@ async fn execute(
         let digest = blob.digest().to_string();
         let reference = session.at(&plan.tag);
         let size = blob.size();
-        if session
-            .client
-            .blob_exists(&reference, &digest)
-            .await
-            .map_err(|err| session.explain(err))?
-        {
+        let what = format!("checking for blob {digest}");
+        let there = session
+            .retrying(&what, || session.client.blob_exists(&reference, &digest))
+            .await?;
+        if there {
             eprintln!("[{step}/{total}] blob {digest} ({size} bytes) already there");
             continue;
         }
         before_upload(uploaded)?;
         let data = layout::read_blob(&plan.dir, &digest)?;
         uploaded += 1;
+        let what = format!("uploading blob {digest}");
         session
-            .client
-            .push_blob(&reference, data, &digest)
-            .await
-            .map_err(|err| session.explain(err))
-            .with_context(|| format!("uploading blob {digest}"))?;
+            .retrying(&what, || {
+                session.client.push_blob(&reference, data.clone(), &digest)
+            })
+            .await?;
         eprintln!("[{step}/{total}] blob {digest} ({size} bytes) uploaded");
     }
     for (desc, bytes) in &plan.manifests {
         step += 1;
         let digest = desc.digest().to_string();
-        put_manifest(session, &digest, bytes, desc.media_type())
-            .await
-            .with_context(|| format!("pushing manifest {digest}"))?;
+        put_manifest(session, &digest, bytes, desc.media_type()).await?;
         eprintln!("[{step}/{total}] manifest {digest} pushed");
     }
     step += 1;
     let (tag, index_digest) = (&plan.tag, plan.index.digest().to_string());
-    put_manifest(session, tag, &plan.index_bytes, &MediaType::ImageIndex)
-        .await
-        .with_context(|| format!("pushing the index as {tag}"))?;
+    put_manifest(session, tag, &plan.index_bytes, &MediaType::ImageIndex).await?;
     eprintln!("[{step}/{total}] index {index_digest} tagged {tag}");
     for (arch_tag, desc) in &plan.arch_tags {
         let bytes = manifest_bytes(plan, desc)?;
-        put_manifest(session, arch_tag, bytes, desc.media_type())
-            .await
-            .with_context(|| format!("tagging {arch_tag}"))?;
+        put_manifest(session, arch_tag, bytes, desc.media_type()).await?;
         eprintln!("tagged {arch_tag} {}", desc.digest());
     }
     for (fallback_tag, desc) in &plan.referrers {
@@ -229,11 +218,14 @@ async fn execute(
     }
 
     // What the registry now serves under the tag must be what the layout holds.
+    let reference = session.at(tag);
     let served = session
-        .client
-        .fetch_manifest_digest(&session.at(tag), &session.auth)
-        .await
-        .map_err(|err| session.explain(err))?;
+        .retrying(&format!("reading back {tag}"), || {
+            session
+                .client
+                .fetch_manifest_digest(&reference, &session.auth)
+        })
+        .await?;
     if served != index_digest {
         bail!(
             "{} serves {served} for {tag} but the layout's index is {index_digest}",
@@ -283,9 +275,7 @@ async fn tag_referrer(session: &Session, fallback_tag: &str, artifact: &Descript
         .manifests(referrers)
         .build()?;
     let bytes = layout::canonical_json(&index)?;
-    put_manifest(session, fallback_tag, &bytes, &MediaType::ImageIndex)
-        .await
-        .with_context(|| format!("tagging referrers {fallback_tag}"))?;
+    put_manifest(session, fallback_tag, &bytes, &MediaType::ImageIndex).await?;
     eprintln!(
         "tagged {fallback_tag} (referrers: SBOM {})",
         artifact.digest()
@@ -293,6 +283,7 @@ async fn tag_referrer(session: &Session, fallback_tag: &str, artifact: &Descript
     Ok(())
 }
 
+/// PUTs a manifest under a digest or a tag, retrying what fails for a moment.
 async fn put_manifest(
     session: &Session,
     tag_or_digest: &str,
@@ -301,11 +292,15 @@ async fn put_manifest(
 ) -> Result<String> {
     let content_type = http::HeaderValue::from_str(media_type.as_ref())
         .context("a media type that is no header value")?;
+    let reference = session.at(tag_or_digest);
+    let what = format!("putting manifest {tag_or_digest}");
     session
-        .client
-        .push_manifest_raw(&session.at(tag_or_digest), bytes.to_vec(), content_type)
+        .retrying(&what, || {
+            session
+                .client
+                .push_manifest_raw(&reference, bytes.to_vec(), content_type.clone())
+        })
         .await
-        .map_err(|err| session.explain(err))
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ impl flags::Release {
             bail!("release needs --to REGISTRY/REPO, or --dry-run")
         };
         let release = Prepared::new(sh, self.version, self.builder)?;
-        let authfile = crate::registry::auth_file(sh, None);
-        release.push(&to, authfile.as_deref())?;
+        let authfiles = crate::registry::credentials::auth_files(sh, None);
+        release.push(&to, &authfiles)?;
         println!("released {to}:{} {}", release.version, release.digest);
         release.print_assets();
         Ok(())
@@ -90,8 +90,8 @@ impl Prepared {
     }
 
     /// Pushes the layout to `to` and checks that the registry holds the same index.
-    pub fn push(&self, to: &str, authfile: Option<&Path>) -> Result<()> {
-        let pushed = crate::runtime()?.block_on(push::push(&self.layout, to, authfile, false))?;
+    pub fn push(&self, to: &str, authfiles: &[PathBuf]) -> Result<()> {
+        let pushed = crate::runtime()?.block_on(push::push(&self.layout, to, authfiles, false))?;
         ensure!(
             pushed == self.digest,
             "pushed {pushed}, layout has {}",

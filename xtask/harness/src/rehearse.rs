@@ -18,7 +18,7 @@ impl flags::Rehearse {
         let registry = Registry::start(sh, &dir.join("registry"))?;
         let authfile = registry.authfile(PASSWORD)?;
         let to = format!("{}/pause", registry.host);
-        release.push(&to, Some(&authfile))?;
+        release.push(&to, &[authfile])?;
         check_referrers(sh, &to, &release)?;
         println!(
             "ok release dry run: {to}:{} {}; every arch's SBOM is a referrer",

@@ -31,8 +31,8 @@ impl flags::Reproduce {
         let published = match Source::parse(&self.reference)? {
             Source::Layout { dir, tag } => published::from_layout(&dir, tag.as_deref())?,
             Source::Registry(reference) => {
-                let authfile = registry::auth_file(sh, self.authfile.clone());
-                let session = Session::new(reference, authfile.as_deref(), self.insecure)?;
+                let authfiles = registry::credentials::auth_files(sh, self.authfile.clone());
+                let session = Session::new(reference, &authfiles, self.insecure)?;
                 crate::runtime()?.block_on(published::from_registry(&session))?
             }
         };

@@ -9,6 +9,7 @@
 
 mod containerd;
 mod cri;
+mod faults;
 mod image;
 pub mod registry;
 mod reproduce;
@@ -144,6 +145,7 @@ impl flags::E2eInside {
         image::atomic(&run)?;
         let registry = registry::Registry::start(sh, &work.join("registry"))?;
         image::registry(&run, &registry)?;
+        faults::check(&run, &registry)?;
         reproduce::check(&run, &registry)?;
         runc::check(&run)?;
         containerd::check(&run, &registry)?;

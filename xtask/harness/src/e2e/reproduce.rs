@@ -66,7 +66,12 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
         };
         image::assemble(sh, &sources, &layout)?;
         let to = format!("{}/reproduce-{name}:{}", registry.host, run.version);
-        let digest = rt.block_on(push::push(&layout, &to, Some(&authfile), false))?;
+        let digest = rt.block_on(push::push(
+            &layout,
+            &to,
+            std::slice::from_ref(&authfile),
+            false,
+        ))?;
         let by_digest = format!("{}/reproduce-{name}@{digest}", registry.host);
         let oci = format!("oci:{}:{}", layout.display(), run.version);
         for reference in [by_digest, oci] {

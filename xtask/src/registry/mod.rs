@@ -2,15 +2,16 @@
 //! (HTTPS, except on loopback or with --insecure), the credentials from the auth file,
 //! the client and its runtime, and the one-line errors users meet.
 
-use anyhow::{bail, Context, Result};
-use base64::Engine;
+pub mod credentials;
+
+use anyhow::{bail, Result};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
-use xshell::Shell;
 
 /// A client for one repository, with its credentials.
 pub struct Session {
@@ -24,7 +25,7 @@ pub struct Session {
 impl Session {
     /// A session for `target` (credentials looked up for its registry); nothing is
     /// sent until the first request.
-    pub fn new(target: Reference, authfile: Option<&Path>, insecure: bool) -> Result<Session> {
+    pub fn new(target: Reference, authfiles: &[PathBuf], insecure: bool) -> Result<Session> {
         let host = target.resolve_registry().to_string();
         let protocol = if insecure || is_loopback(&host) {
             ClientProtocol::HttpsExcept(vec![host.clone()])
@@ -38,7 +39,7 @@ impl Session {
             connect_timeout: Some(Duration::from_secs(10)),
             ..ClientConfig::default()
         });
-        let auth = credentials(authfile, &host)?;
+        let auth = credentials::lookup(authfiles, &host)?;
         Ok(Session {
             client,
             auth,
@@ -49,11 +50,12 @@ impl Session {
 
     /// Logs in for `operation` (a token, where the registry uses them).
     pub async fn login(&self, operation: RegistryOperation) -> Result<()> {
-        self.client
-            .auth(&self.target, &self.auth, operation)
-            .await
-            .map(|_token| ())
-            .map_err(|err| self.explain(err))
+        let what = format!("logging in to {}", self.host);
+        self.retrying(&what, || {
+            self.client.auth(&self.target, &self.auth, operation)
+        })
+        .await
+        .map(|_token| ())
     }
 
     /// The same repository at `tag_or_digest`.
@@ -70,6 +72,76 @@ impl Session {
     pub fn explain(&self, err: OciDistributionError) -> anyhow::Error {
         explain(err, &self.host)
     }
+
+    /// Runs `request` until it succeeds, fails for good, or has failed for a moment
+    /// (5xx, 429, a dropped or refused connection, a timeout) `TRIES` times, waiting
+    /// 0.25 s, 0.5 s, 1 s, 2 s between tries: at most about 4 s of waiting.
+    pub async fn retrying<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        let mut pause = Duration::from_millis(250);
+        for attempt in 1..=TRIES {
+            match request().await {
+                Ok(value) => return Ok(value),
+                Err(err) if is_transient(&err) && attempt < TRIES => {
+                    eprintln!(
+                        "{what}: {} failed for a moment ({}); try {} of {TRIES} in {:.2}s",
+                        self.host,
+                        short(&err),
+                        attempt + 1,
+                        pause.as_secs_f64()
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(err) if is_transient(&err) => {
+                    return Err(self
+                        .explain(err)
+                        .context(format!("{what}: gave up after {TRIES} tries")));
+                }
+                Err(err) => return Err(self.explain(err).context(what.to_string())),
+            }
+        }
+        unreachable!("the last try returns")
+    }
+}
+
+/// How many times a request is tried before a transient failure is final.
+pub const TRIES: u32 = 5;
+
+/// A failure that another try may not meet: the server's 5xx or 429, a connection
+/// refused, dropped or timed out. Never an auth failure or a 4xx.
+pub fn is_transient(err: &OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    match err {
+        E::ServerError { code, .. } => *code >= 500 || *code == 429,
+        E::RequestError(inner) => {
+            inner.is_connect()
+                || inner.is_timeout()
+                || inner.is_request()
+                || inner.is_body()
+                || inner
+                    .status()
+                    .is_some_and(|s| s.is_server_error() || s.as_u16() == 429)
+        }
+        _ => false,
+    }
+}
+
+/// The error in a few words, for the retry line.
+fn short(err: &OciDistributionError) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    match err {
+        E::ServerError { code, .. } => format!("HTTP {code}"),
+        E::RequestError(inner) => match inner.status() {
+            Some(status) => format!("HTTP {}", status.as_u16()),
+            None if inner.is_timeout() => "timed out".to_string(),
+            None => "connection failed".to_string(),
+        },
+        other => other.to_string(),
+    }
 }
 
 /// `REGISTRY/REPO[:TAG|@DIGEST]`, with a one-line error.
@@ -81,62 +153,6 @@ pub fn parse_reference(text: &str) -> Result<Reference> {
         bail!("invalid reference {text:?}: name the registry, as in REGISTRY/REPO[:TAG]");
     }
     Ok(reference)
-}
-
-/// `--authfile`, else `REGISTRY_AUTH_FILE`, else `~/.docker/config.json` (if it exists).
-pub fn auth_file(sh: &Shell, given: Option<PathBuf>) -> Option<PathBuf> {
-    given
-        .or_else(|| sh.var_os("REGISTRY_AUTH_FILE").map(PathBuf::from))
-        .or_else(|| {
-            sh.var_os("HOME")
-                .map(|home| Path::new(&home).join(".docker/config.json"))
-                .filter(|p| p.is_file())
-        })
-}
-
-/// Credentials for `host` from a docker-format auth file: `auths.<host>.auth` is
-/// base64 of `user:password`.
-pub fn credentials(authfile: Option<&Path>, host: &str) -> Result<RegistryAuth> {
-    let Some(path) = authfile else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading auth file {}", path.display()))?;
-    let config: serde_json::Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "auth file {} is not JSON in the docker config format",
-            path.display()
-        )
-    })?;
-    let auths = &config["auths"];
-    let entry = [
-        host.to_string(),
-        format!("https://{host}"),
-        format!("http://{host}"),
-    ]
-    .iter()
-    .find_map(|key| auths.get(key))
-    .cloned();
-    let Some(encoded) = entry.as_ref().and_then(|e| e["auth"].as_str()) else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .with_context(|| {
-            format!(
-                "auths.{host}.auth in {} is not base64 of user:password",
-                path.display()
-            )
-        })?;
-    let (user, password) = decoded.split_once(':').with_context(|| {
-        format!(
-            "auths.{host}.auth in {} is not base64 of user:password",
-            path.display()
-        )
-    })?;
-    Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
 }
 
 /// rustls is built without a provider of its own (see Cargo.toml): ring, for the
@@ -164,7 +180,7 @@ fn explain(err: OciDistributionError, host: &str) -> anyhow::Error {
     let text = format!("{err:#}");
     if is_auth_failure(&err) {
         return anyhow::anyhow!(
-            "authentication to {host} failed: check the user and password for {host} in the auth file (--authfile, REGISTRY_AUTH_FILE or ~/.docker/config.json)"
+            "authentication to {host} failed: check the credentials for {host} (--authfile, REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json or their credential helper)"
         );
     }
     let unreachable = match &err {
@@ -257,34 +273,5 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
-    }
-
-    #[test]
-    fn credentials_come_from_the_docker_config_format() {
-        let dir = std::env::temp_dir().join(format!("xtask-auth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("auth.json");
-        let encoded = base64::engine::general_purpose::STANDARD.encode("alice:s3cr:et");
-        std::fs::write(
-            &file,
-            format!(r#"{{"auths":{{"127.0.0.1:5000":{{"auth":"{encoded}"}}}}}}"#),
-        )
-        .unwrap();
-        match credentials(Some(&file), "127.0.0.1:5000").unwrap() {
-            RegistryAuth::Basic(user, pass) => {
-                assert_eq!((user.as_str(), pass.as_str()), ("alice", "s3cr:et"))
-            }
-            _ => panic!("expected basic auth"),
-        }
-        assert!(matches!(
-            credentials(Some(&file), "ghcr.io").unwrap(),
-            RegistryAuth::Anonymous
-        ));
-        std::fs::write(&file, r#"{"auths":{"ghcr.io":{"auth":"not base64!"}}}"#).unwrap();
-        assert!(credentials(Some(&file), "ghcr.io")
-            .unwrap_err()
-            .to_string()
-            .contains("not base64"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

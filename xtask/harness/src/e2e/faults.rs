@@ -1,0 +1,196 @@
+//! A registry that fails for a moment, as a release meets one: a loopback proxy in
+//! front of the real registry that answers blob uploads with 503 or 500, or drops the
+//! connection, then forwards. Push must retry, bounded, and complete; a registry that
+//! never recovers must end the push with one line and no tag.
+
+use super::registry::{Registry, PASSWORD, USER};
+use super::{ok, Run};
+use anyhow::{ensure, Result};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use xshell::cmd;
+use xtask::push;
+
+/// What the proxy does to one blob upload request.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Status(u16),
+    Drop,
+}
+
+/// The proxy: `faults` for the first upload requests, then `after` for every later
+/// one (`None`: forward).
+struct FaultProxy {
+    host: String,
+    stop: Arc<AtomicBool>,
+    faulted: Arc<Mutex<Vec<Fault>>>,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str, faults: Vec<Fault>, after: Option<Fault>) -> Result<FaultProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let host = listener.local_addr()?.to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let faulted = Arc::new(Mutex::new(Vec::new()));
+        let plan = Arc::new(Mutex::new(faults.into_iter()));
+        let (upstream, stopping, record) = (upstream.to_string(), stop.clone(), faulted.clone());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (upstream, plan, record) =
+                            (upstream.clone(), plan.clone(), record.clone());
+                        std::thread::spawn(move || {
+                            let _ = serve(client, &upstream, &plan, after, &record);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(FaultProxy {
+            host,
+            stop,
+            faulted,
+        })
+    }
+
+    fn faulted(&self) -> Vec<Fault> {
+        self.faulted.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One connection: read the request head; fault an upload, or forward with
+/// `Connection: close`, so that every request comes on a connection of its own.
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    plan: &Mutex<std::vec::IntoIter<Fault>>,
+    after: Option<Fault>,
+    record: &Mutex<Vec<Fault>>,
+) -> Result<()> {
+    client.set_nonblocking(false)?;
+    let head = read_head(&mut client)?;
+    let request_line = head.lines().next().unwrap_or_default().to_string();
+    let is_upload = request_line.starts_with("POST ") && request_line.contains("/blobs/uploads/");
+    let fault = if is_upload {
+        plan.lock().ok().and_then(|mut p| p.next()).or(after)
+    } else {
+        None
+    };
+    if let Some(fault) = fault {
+        record.lock().map(|mut r| r.push(fault)).ok();
+        if let Fault::Status(code) = fault {
+            let reply = format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            client.write_all(reply.as_bytes())?;
+        }
+        client.shutdown(Shutdown::Both)?;
+        return Ok(());
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    let mut forwarded: String = head
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .take_while(|line| !line.is_empty())
+        .map(|line| format!("{line}\r\n"))
+        .collect();
+    forwarded.push_str("Connection: close\r\n\r\n");
+    server.write_all(forwarded.as_bytes())?;
+    let (mut from_client, mut to_server) = (client.try_clone()?, server.try_clone()?);
+    let body = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_server);
+        let _ = to_server.shutdown(Shutdown::Write);
+    });
+    std::io::copy(&mut server, &mut client)?;
+    client.shutdown(Shutdown::Both)?;
+    let _ = body.join();
+    Ok(())
+}
+
+/// The bytes up to and including the blank line that ends an HTTP request head.
+fn read_head(stream: &mut TcpStream) -> Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte)?;
+        ensure!(n == 1, "the client closed before its request head ended");
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Push through a registry that fails its first three upload tries, then through one
+/// that never recovers.
+pub fn check(run: &Run, registry: &Registry) -> Result<()> {
+    let authfile = registry.authfile(PASSWORD)?;
+    let flaky = FaultProxy::start(
+        &registry.host,
+        vec![Fault::Status(503), Fault::Drop, Fault::Status(500)],
+        None,
+    )?;
+    let to = format!("{}/flaky:{}", flaky.host, run.version);
+    let digest = xtask::runtime()?.block_on(push::push(
+        &run.layout,
+        &to,
+        std::slice::from_ref(&authfile),
+        false,
+    ))?;
+    ensure!(
+        digest == run.image.index.digest().to_string(),
+        "the retried push gave {digest}, not the layout's index"
+    );
+    ok(format!(
+        "retry: push through a registry that answered {:?} to the first uploads completed, {digest}",
+        flaky.faulted()
+    ));
+
+    let broken = FaultProxy::start(&registry.host, Vec::new(), Some(Fault::Status(503)))?;
+    let to = format!("{}/broken:{}", broken.host, run.version);
+    let (sh, layout) = (run.sh, &run.layout);
+    let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {authfile}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    let tries = broken.faulted().len();
+    ensure!(
+        !out.status.success()
+            && errors.len() == 1
+            && errors[0].contains(&format!("gave up after {} tries", xtask::registry::TRIES))
+            && stderr.trim_end().ends_with(errors[0])
+            && tries == xtask::registry::TRIES as usize,
+        "a push to a registry that never recovers: {tries} upload tries, stderr {stderr:?}"
+    );
+    // Nothing was tagged: the real registry has no such tag.
+    let (creds, host, version) = (format!("{USER}:{PASSWORD}"), &registry.host, &run.version);
+    let tagged = cmd!(
+        sh,
+        "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{host}/broken:{version}"
+    )
+    .quiet()
+    .ignore_stderr()
+    .run()
+    .is_ok();
+    ensure!(
+        !tagged,
+        "a push that failed left {host}/broken:{version} tagged"
+    );
+    ok(format!(
+        "retry: a registry that always answers 503 gets {tries} tries, then one line, no tag: {}",
+        errors[0]
+    ));
+    Ok(())
+}
