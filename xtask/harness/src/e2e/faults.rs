@@ -134,12 +134,12 @@ fn read_head(stream: &mut TcpStream) -> Result<String> {
 /// Push through a registry that fails its first three upload tries, then through one
 /// that never recovers.
 pub fn check(run: &Run, registry: &Registry) -> Result<()> {
-    let authfile = registry.authfile(PASSWORD)?;
     let flaky = FaultProxy::start(
         &registry.host,
         vec![Fault::Status(503), Fault::Drop, Fault::Status(500)],
         None,
     )?;
+    let authfile = registry.authfile_as(&flaky.host, PASSWORD)?;
     let to = format!("{}/flaky:{}", flaky.host, run.version);
     let digest = xtask::runtime()?.block_on(push::push(
         &run.layout,
@@ -157,6 +157,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     ));
 
     let broken = FaultProxy::start(&registry.host, Vec::new(), Some(Fault::Status(503)))?;
+    let authfile = registry.authfile_as(&broken.host, PASSWORD)?;
     let to = format!("{}/broken:{}", broken.host, run.version);
     let (sh, layout) = (run.sh, &run.layout);
     let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {authfile}")

@@ -67,16 +67,22 @@ impl Registry {
 
     /// A docker-format auth file for this registry with `password`.
     pub fn authfile(&self, password: &str) -> Result<PathBuf> {
+        self.authfile_as(&self.host, password)
+    }
+
+    /// The same, keyed as `host` (a proxy in front of this registry).
+    pub fn authfile_as(&self, host: &str, password: &str) -> Result<PathBuf> {
         use base64::Engine;
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+        let name = format!("{host}:{password}");
         let path = self.dir.join(format!(
             "auth-{}.json",
-            xtask::build::sha256_hex(password.as_bytes())
+            xtask::build::sha256_hex(name.as_bytes())
         ));
         std::fs::write(
             &path,
-            format!(r#"{{"auths":{{"{}":{{"auth":"{encoded}"}}}}}}"#, self.host),
+            format!(r#"{{"auths":{{"{host}":{{"auth":"{encoded}"}}}}}}"#),
         )?;
         Ok(path)
     }
