@@ -192,6 +192,13 @@ fn explain(err: OciDistributionError, host: &str) -> anyhow::Error {
             "cannot reach registry {host}: {text}; check the address and that the registry is up"
         );
     }
+    if let E::ServerError { code, url, message } = &err {
+        let said = match message.trim() {
+            "" => String::new(),
+            message => format!(": {message}"),
+        };
+        return anyhow::anyhow!("registry {host} answered HTTP {code} to {url}{said}");
+    }
     anyhow::anyhow!("registry {host}: {text}")
 }
 

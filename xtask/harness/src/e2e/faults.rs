@@ -171,7 +171,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
         !out.status.success()
             && errors.len() == 1
             && errors[0].contains(&format!("gave up after {} tries", xtask::registry::TRIES))
-            && stderr.trim_end().ends_with(errors[0])
+            && stderr.trim_end().ends_with(errors[0].trim_end())
             && tries == xtask::registry::TRIES as usize,
         "a push to a registry that never recovers: {tries} upload tries, stderr {stderr:?}"
     );

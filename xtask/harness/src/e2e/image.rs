@@ -290,7 +290,7 @@ fn push_refusals(run: &Run, registry: &Registry, reference: &str) -> Result<()> 
         let notes = stderr.lines().filter(|l| !l.starts_with("error:"));
         ensure!(
             errors.len() == 1
-                && stderr.trim_end().ends_with(errors[0])
+                && stderr.trim_end().ends_with(errors[0].trim_end())
                 && notes.clone().all(|l| l.contains("failed for a moment")),
             "push {args} did not end with one error line: {stderr:?}"
         );

@@ -147,7 +147,7 @@ fn expect(said: &Said, code: i32, reference: &str, arch: &str) -> Result<()> {
                 errors.len() == 1
                     && errors[0]
                         .contains(&format!("revision {NO_SUCH_REVISION} is not in this clone"))
-                    && said.stderr.trim_end().ends_with(errors[0])
+                    && said.stderr.trim_end().ends_with(errors[0].trim_end())
                     && said.stdout.is_empty(),
                 "reproduce {reference} did not end with one error line: {}",
                 shown()
