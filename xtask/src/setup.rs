@@ -93,6 +93,11 @@ pub const PACKAGES: &[Package] = &[
         why: "podman's pause, a peer the bench measures us against",
     },
     Package {
+        name: "openssl",
+        provides: Provides::Command("openssl"),
+        why: "the throw-away key and certificate of the e2e token issuer",
+    },
+    Package {
         name: "protobuf-compiler",
         provides: Provides::Command("protoc"),
         why: "builds the CRI API for the harness's client",

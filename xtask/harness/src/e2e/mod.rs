@@ -14,6 +14,7 @@ mod image;
 pub mod registry;
 mod reproduce;
 mod runc;
+mod token;
 
 use crate::flags;
 use anyhow::{bail, Context, Result};
@@ -147,6 +148,7 @@ impl flags::E2eInside {
         image::registry(&run, &registry)?;
         faults::check(&run, &registry)?;
         reproduce::check(&run, &registry)?;
+        token::check(&run)?;
         runc::check(&run)?;
         containerd::check(&run, &registry)?;
         drop(registry);

@@ -1,11 +1,12 @@
-//! A real docker-registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1
-//! with bcrypt htpasswd auth, started for a test run and stopped when dropped.
+//! A real docker-registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1,
+//! with bcrypt htpasswd auth or with bearer tokens from an issuer of ours (see
+//! `token.rs`), started for a test run and stopped when dropped.
 
 use anyhow::{bail, Context, Result};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xshell::{cmd, Shell};
 
 pub const USER: &str = "pause-e2e";
@@ -20,19 +21,44 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry in `dir` (config, htpasswd and storage live there).
     pub fn start(sh: &Shell, dir: &Path) -> Result<Registry> {
-        std::fs::create_dir_all(dir.join("data"))?;
+        std::fs::create_dir_all(dir)?;
         let htpasswd_line = cmd!(sh, "htpasswd -Bbn {USER} {PASSWORD}")
             .quiet()
             .read()
             .context("htpasswd (apache2-utils) failed")?;
         std::fs::write(dir.join("htpasswd"), format!("{htpasswd_line}\n"))?;
+        let auth = format!(
+            "  htpasswd:\n    realm: pause-e2e\n    path: {}\n",
+            dir.join("htpasswd").display()
+        );
+        Registry::start_with(dir, &auth)
+    }
+
+    /// Starts a registry whose clients need a token from `realm`, signed by the key of
+    /// the certificate `cert` and naming `service` and `issuer`.
+    pub fn start_with_tokens(
+        dir: &Path,
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        cert: &Path,
+    ) -> Result<Registry> {
+        let auth = format!(
+            "  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        Registry::start_with(dir, &auth)
+    }
+
+    /// Starts the registry with `auth` as its config's `auth:` section.
+    fn start_with(dir: &Path, auth: &str) -> Result<Registry> {
+        std::fs::create_dir_all(dir.join("data"))?;
         // Take a free port from the kernel; the registry binds it right after.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {host}\n  secret: pause-e2e\nauth:\n  htpasswd:\n    realm: pause-e2e\n    path: {htpasswd}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {host}\n  secret: pause-e2e\nauth:\n{auth}",
             data = dir.join("data").display(),
-            htpasswd = dir.join("htpasswd").display(),
         );
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config)?;
@@ -49,19 +75,21 @@ impl Registry {
             host: host.clone(),
             dir: dir.to_path_buf(),
         };
-        let started = Instant::now();
-        while TcpStream::connect(&host).is_err() {
-            if let Some(status) = registry.child.try_wait()? {
-                bail!(
-                    "docker-registry exited ({status}); see {}",
-                    dir.join("registry.log").display()
-                );
-            }
-            if started.elapsed() > Duration::from_secs(15) {
-                bail!("docker-registry did not listen on {host} within 15s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("docker-registry to listen on {host}");
+        xtask::wait::until(
+            &what,
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || {
+                if let Some(status) = registry.child.try_wait()? {
+                    bail!(
+                        "docker-registry exited ({status}); see {}",
+                        dir.join("registry.log").display()
+                    );
+                }
+                Ok(TcpStream::connect(&host).is_ok().then_some(()))
+            },
+        )?;
         Ok(registry)
     }
 

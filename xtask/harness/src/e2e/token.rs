@@ -1,0 +1,399 @@
+//! Bearer-token auth, the flow a release meets at ghcr.io: docker-registry with
+//! `auth: token`, and an issuer on loopback that checks Basic credentials and the
+//! scope asked for, and signs JWTs (ES256) with a throw-away key whose certificate the
+//! registry trusts. Push and reproduce go challenge → token → request.
+
+use super::registry::{Registry, PASSWORD, USER};
+use super::{ok, Run};
+use anyhow::{bail, ensure, Context, Result};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use xshell::{cmd, Shell};
+use xtask::image::{self, Sources};
+use xtask::push;
+
+const SERVICE: &str = "pause-e2e";
+const ISSUER: &str = "pause-e2e-issuer";
+/// A user whose tokens grant pull, never push.
+const READER: &str = "pause-reader";
+
+/// The signing key and the id the registry knows it by.
+struct Issuer {
+    key: EcdsaKeyPair,
+    kid: String,
+}
+
+impl Issuer {
+    /// A P-256 key and a self-signed certificate for it, made by openssl in `dir`.
+    /// Returns the issuer and the certificate (the registry's `rootcertbundle`).
+    fn create(sh: &Shell, dir: &Path) -> Result<(Issuer, PathBuf)> {
+        std::fs::create_dir_all(dir)?;
+        let (key, cert) = (dir.join("issuer.key"), dir.join("issuer.crt"));
+        cmd!(
+            sh,
+            "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key}"
+        )
+        .quiet()
+        .run()
+        .context("openssl genpkey failed")?;
+        cmd!(
+            sh,
+            "openssl req -new -x509 -key {key} -out {cert} -days 2 -subj /CN={ISSUER}"
+        )
+        .quiet()
+        .run()
+        .context("openssl req failed")?;
+        let public = cmd!(sh, "openssl pkey -in {key} -pubout -outform DER")
+            .quiet()
+            .output()?
+            .stdout;
+        let pkcs8 = pem_body(&std::fs::read_to_string(&key)?)?;
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &pkcs8,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|err| anyhow::anyhow!("the issuer key is not P-256 PKCS#8: {err}"))?;
+        Ok((
+            Issuer {
+                key,
+                kid: libtrust_key_id(&public),
+            },
+            cert,
+        ))
+    }
+
+    /// A JWT for `user` granting `access` (`(repository, actions)`).
+    fn token(&self, user: &str, access: &[(String, Vec<String>)]) -> Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "kid": self.kid });
+        let access: Vec<_> = access
+            .iter()
+            .map(|(name, actions)| serde_json::json!({ "type": "repository", "name": name, "actions": actions }))
+            .collect();
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": user, "aud": SERVICE,
+            "iat": now, "nbf": now - 60, "exp": now + 600,
+            "jti": format!("{now}-{}", access.len()),
+            "access": access,
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
+            .map_err(|_| anyhow::anyhow!("signing a token failed"))?;
+        Ok(format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        ))
+    }
+}
+
+/// The DER inside a PEM file.
+fn pem_body(pem: &str) -> Result<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    Ok(STANDARD.decode(body)?)
+}
+
+/// How distribution names a key (libtrust): the SHA-256 of its DER public key, first
+/// 30 bytes, base32, in groups of four joined by colons.
+fn libtrust_key_id(public_der: &[u8]) -> String {
+    let digest = xtask::build::sha256_hex(public_der);
+    let bytes: Vec<u8> = (0..30)
+        .map(|i| u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect();
+    let encoded = base32(&bytes);
+    encoded
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// RFC 4648 base32, no padding (30 bytes make exactly 48 characters).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut buffer, mut bits) = (String::new(), 0u32, 0u32);
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            out.push(ALPHABET[((buffer >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// The token endpoint: `GET /token?service=…&scope=repository:NAME:ACTIONS` with Basic
+/// credentials; what it granted is kept for the report.
+struct TokenServer {
+    realm: String,
+    stop: Arc<AtomicBool>,
+    granted: Arc<Mutex<Vec<String>>>,
+}
+
+impl TokenServer {
+    fn start(issuer: Issuer) -> Result<TokenServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let realm = format!("http://{}/token", listener.local_addr()?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let granted = Arc::new(Mutex::new(Vec::new()));
+        let (stopping, record) = (stop.clone(), granted.clone());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = answer(stream, &issuer, &record);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(TokenServer {
+            realm,
+            stop,
+            granted,
+        })
+    }
+
+    fn granted(&self) -> Vec<String> {
+        self.granted.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn answer(mut stream: TcpStream, issuer: &Issuer, granted: &Mutex<Vec<String>>) -> Result<()> {
+    stream.set_nonblocking(false)?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        ensure!(stream.read(&mut byte)? == 1, "the client closed early");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let (status, body) = match grant(&head) {
+        Ok((user, access)) => {
+            let token = issuer.token(&user, &access)?;
+            for (name, actions) in &access {
+                granted
+                    .lock()
+                    .map(|mut g| g.push(format!("{user}: {name} {}", actions.join(","))))
+                    .ok();
+            }
+            let body =
+                serde_json::json!({ "token": token, "access_token": token, "expires_in": 600 });
+            ("200 OK", body.to_string())
+        }
+        Err(err) => (
+            "401 Unauthorized",
+            serde_json::json!({ "details": err.to_string() }).to_string(),
+        ),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes())?;
+    Ok(())
+}
+
+/// Who asks, and what they get: every action asked for, but pull only for READER.
+fn grant(head: &str) -> Result<(String, Vec<(String, Vec<String>)>)> {
+    let target = head.split_whitespace().nth(1).unwrap_or_default();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let basic = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Authorization: Basic ")
+                .or_else(|| l.strip_prefix("authorization: Basic "))
+        })
+        .context("no Basic credentials")?;
+    let decoded = String::from_utf8(STANDARD.decode(basic.trim())?)?;
+    let (user, password) = decoded.split_once(':').context("malformed credentials")?;
+    if password != PASSWORD || (user != USER && user != READER) {
+        bail!("wrong user or password");
+    }
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some(("scope", scope)) = pair.split_once('=') else {
+            continue;
+        };
+        let scope = percent_decode(scope);
+        let mut parts = scope.splitn(3, ':');
+        let (kind, name, actions) = (parts.next(), parts.next(), parts.next());
+        let (Some("repository"), Some(name), Some(actions)) = (kind, name, actions) else {
+            continue;
+        };
+        let allowed: Vec<String> = actions
+            .split(',')
+            .filter(|a| user == USER || *a == "pull")
+            .map(str::to_string)
+            .collect();
+        access.push((name.to_string(), allowed));
+    }
+    Ok((user.to_string(), access))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An auth file with `user`'s Basic credentials for `host` (what the issuer checks).
+fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> Result<PathBuf> {
+    let encoded = STANDARD.encode(format!("{user}:{password}"));
+    let path = dir.join(format!("auth-{user}-{}.json", password.len()));
+    std::fs::write(
+        &path,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{encoded}"}}}}}}"#),
+    )?;
+    Ok(path)
+}
+
+pub fn check(run: &Run) -> Result<()> {
+    let sh = run.sh;
+    let dir = run.work.join("token");
+    let (issuer, cert) = Issuer::create(sh, &dir)?;
+    let tokens = TokenServer::start(issuer)?;
+    let registry =
+        Registry::start_with_tokens(&dir.join("registry"), &tokens.realm, SERVICE, ISSUER, &cert)?;
+    let host = &registry.host;
+
+    // A one-platform image (the probe's), so that reproducing it is the warm rebuild
+    // that reproduce.rs already made.
+    let probe = xtask::platform::probe();
+    let binaries: Vec<_> = run
+        .binaries
+        .iter()
+        .filter(|b| b.platform.arch == probe.arch)
+        .map(|b| xtask::build::DistBinary {
+            platform: b.platform,
+            path: b.path.clone(),
+            size: b.size,
+            sha256: b.sha256.clone(),
+        })
+        .collect();
+    let layout = dir.join("layout/pause");
+    let sources = Sources::of_tree(sh, &run.desc, &binaries, &run.version)?;
+    image::assemble(sh, &sources, &layout)?;
+
+    let good = authfile(&dir, host, USER, PASSWORD)?;
+    let to = format!("{host}/pause:{}", run.version);
+    let digest =
+        xtask::runtime()?.block_on(push::push(&layout, &to, std::slice::from_ref(&good), false))?;
+    ok(format!(
+        "token: push to {to} went challenge → token → push ({digest}); the issuer granted {:?}",
+        tokens.granted()
+    ));
+
+    let wrong = authfile(&dir, host, USER, "wrong-password")?;
+    let reader = authfile(&dir, host, READER, PASSWORD)?;
+    for (who, file, expected) in [
+        (
+            "a wrong password",
+            &wrong,
+            format!("authentication to {host} failed"),
+        ),
+        ("a pull-only token", &reader, format!("{host} refused")),
+    ] {
+        let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {file}")
+            .quiet()
+            .ignore_status()
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        ensure!(
+            !out.status.success() && errors.len() == 1 && errors[0].contains(&expected),
+            "push with {who} did not stop with one line naming {expected:?}: {stderr:?}"
+        );
+        ok(format!(
+            "token: push with {who} stops with one line: {}",
+            errors[0]
+        ));
+    }
+
+    if sources.revision.ends_with("-dirty") {
+        println!("skip token reproduce: the tree has uncommitted changes");
+        return Ok(());
+    }
+    let by_digest = format!("{host}/pause@{digest}");
+    let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {by_digest} --authfile {good}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.code() == Some(0)
+            && stdout
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("identical: ")),
+        "reproduce through token auth: exit {:?}, stdout {stdout:?}, stderr {:?}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(format!(
+        "token: reproduce {by_digest} pulled through a token: identical"
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base32_and_key_ids_take_distributions_form() {
+        assert_eq!(super::base32(b"foobar"), "MZXW6YTBOI");
+        let id = super::libtrust_key_id(b"any key");
+        assert_eq!(id.len(), 48 + 11, "{id}");
+        assert_eq!(id.split(':').count(), 12, "{id}");
+        assert_eq!(
+            super::percent_decode("repository%3Apause%3Apull%2Cpush"),
+            "repository:pause:pull,push"
+        );
+    }
+}
