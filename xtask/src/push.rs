@@ -295,7 +295,7 @@ async fn put_manifest(
     let reference = session.at(tag_or_digest);
     let what = format!("putting manifest {tag_or_digest}");
     session
-        .retrying(&what, || {
+        .retrying_write(&what, || {
             session
                 .client
                 .push_manifest_raw(&reference, bytes.to_vec(), content_type.clone())

@@ -73,10 +73,28 @@ impl Session {
         explain(err, &self.host)
     }
 
-    /// Runs `request` until it succeeds, fails for good, or has failed for a moment
-    /// (5xx, 429, a dropped or refused connection, a timeout) `TRIES` times, waiting
-    /// 0.25 s, 0.5 s, 1 s, 2 s between tries: at most about 4 s of waiting.
-    pub async fn retrying<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
+    /// Runs `request` (a read) until it succeeds, fails for good, or has failed for a
+    /// moment (5xx, 429, a dropped or refused connection, a timeout) `TRIES` times,
+    /// waiting 0.25 s, 0.5 s, 1 s, 2 s between tries: at most about 4 s of waiting.
+    pub async fn retrying<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        self.retrying_as(Access::Read, what, request).await
+    }
+
+    /// `retrying` for a write: a refusal of it, after reads with the same credentials
+    /// went through, says that they may not push rather than that they are wrong.
+    pub async fn retrying_write<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        self.retrying_as(Access::Write, what, request).await
+    }
+
+    async fn retrying_as<T, F, Fut>(&self, access: Access, what: &str, mut request: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
@@ -101,11 +119,26 @@ impl Session {
                         .explain(err)
                         .context(format!("{what}: gave up after {TRIES} tries")));
                 }
+                Err(err) if access == Access::Write && is_auth_failure(&err) => {
+                    let repo = self.target.repository();
+                    return Err(anyhow::anyhow!(
+                        "{} refused to let these credentials push to {repo}: they may read it but not write it (a token that grants pull only?); use credentials with push rights",
+                        self.host
+                    )
+                    .context(what.to_string()));
+                }
                 Err(err) => return Err(self.explain(err).context(what.to_string())),
             }
         }
         unreachable!("the last try returns")
     }
+}
+
+/// Whether a request reads or writes: it changes what a refusal means.
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// How many times a request is tried before a transient failure is final.

@@ -24,6 +24,9 @@ const ISSUER: &str = "pause-e2e-issuer";
 /// A user whose tokens grant pull, never push.
 const READER: &str = "pause-reader";
 
+/// A repository and the actions a token grants on it.
+type Grant = (String, Vec<String>);
+
 /// The signing key and the id the registry knows it by.
 struct Issuer {
     key: EcdsaKeyPair,
@@ -70,8 +73,8 @@ impl Issuer {
         ))
     }
 
-    /// A JWT for `user` granting `access` (`(repository, actions)`).
-    fn token(&self, user: &str, access: &[(String, Vec<String>)]) -> Result<String> {
+    /// A JWT for `user` granting `access`.
+    fn token(&self, user: &str, access: &[Grant]) -> Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "kid": self.kid });
         let access: Vec<_> = access
@@ -224,7 +227,7 @@ fn answer(mut stream: TcpStream, issuer: &Issuer, granted: &Mutex<Vec<String>>) 
 }
 
 /// Who asks, and what they get: every action asked for, but pull only for READER.
-fn grant(head: &str) -> Result<(String, Vec<(String, Vec<String>)>)> {
+fn grant(head: &str) -> Result<(String, Vec<Grant>)> {
     let target = head.split_whitespace().nth(1).unwrap_or_default();
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
     let basic = head
@@ -339,7 +342,11 @@ pub fn check(run: &Run) -> Result<()> {
             &wrong,
             format!("authentication to {host} failed"),
         ),
-        ("a pull-only token", &reader, format!("{host} refused")),
+        (
+            "a pull-only token",
+            &reader,
+            format!("{host} refused to let these credentials push"),
+        ),
     ] {
         let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {file}")
             .quiet()
