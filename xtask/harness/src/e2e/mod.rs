@@ -11,6 +11,7 @@ mod containerd;
 mod cri;
 mod faults;
 mod image;
+mod podman;
 pub mod registry;
 mod reproduce;
 mod runc;
@@ -151,6 +152,8 @@ impl flags::E2eInside {
         token::check(&run)?;
         runc::check(&run)?;
         containerd::check(&run, &registry)?;
+        // containerd's check pushed the workload image.
+        podman::check(&run, &registry, &format!("{}/busybox:e2e", registry.host))?;
         drop(registry);
         println!(
             "e2e: all checks passed in {:.1}s",

@@ -1,0 +1,255 @@
+//! podman (Debian's 4.3, with runc and a private config and storage), as operators
+//! run pods with it: our image as a pod's infra container sharing the PID namespace
+//! with a workload that leaves orphans; as a hardened container; pulled per arch.
+
+use super::registry::{Registry, PASSWORD, USER};
+use super::{ok, Run};
+use crate::procfs::{children_of, has_signalfd, status_field};
+use anyhow::{ensure, Context, Result};
+use oci_spec::image::ImageManifest;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use xshell::{cmd, Shell};
+use xtask::wait;
+
+/// How many orphans the pod's workload leaves behind.
+const ORPHANS: usize = 100;
+
+pub fn check(run: &Run, registry: &Registry, workload_image: &str) -> Result<()> {
+    let sh = run.sh;
+    let config = configure(&run.work.join("podman"))?;
+    let _env: Vec<_> = config.iter().map(|(k, v)| sh.push_env(k, v)).collect();
+    let creds = format!("{USER}:{PASSWORD}");
+    let image = format!("{}/pause@{}", registry.host, run.image.index.digest());
+    for reference in [image.as_str(), workload_image] {
+        cmd!(
+            sh,
+            "podman pull -q --tls-verify=false --creds {creds} {reference}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("podman pull {reference}"))?;
+    }
+    let result = pod(run, &image, workload_image).and_then(|()| hardened(run, &image));
+    let result = result.and_then(|()| every_arch(run, &image, &creds));
+    // Whatever happened, leave no container running in this namespace.
+    let _ = cmd!(sh, "podman rm -a -f -t 0")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    let _ = cmd!(sh, "podman pod rm -a -f")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    result
+}
+
+/// Private containers.conf and storage.conf under `dir`: runc, cgroupfs, file events,
+/// the ulimits this VM allows; /etc/containers is left alone.
+fn configure(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+    std::fs::create_dir_all(dir)?;
+    let conf = dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+         [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )?;
+    let storage = dir.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            dir.join("storage").display(),
+            dir.join("run").display()
+        ),
+    )?;
+    Ok(vec![
+        ("CONTAINERS_CONF", conf),
+        ("CONTAINERS_STORAGE_CONF", storage),
+    ])
+}
+
+fn inspect(sh: &Shell, what: &str, format: &str) -> Result<String> {
+    Ok(cmd!(sh, "podman inspect --format {format} {what}")
+        .quiet()
+        .read()?
+        .trim()
+        .to_string())
+}
+
+/// The host PID of container `name` once pause in it has its signalfd open.
+fn ready_pid(sh: &Shell, name: &str) -> Result<u32> {
+    let what = format!("pause in {name} to be ready");
+    wait::until(
+        &what,
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let pid: u32 = inspect(sh, name, "{{.State.Pid}}")?.parse().unwrap_or(0);
+            Ok((pid != 0 && has_signalfd(pid)).then_some(pid))
+        },
+    )
+}
+
+/// A pod whose infra container is our image: pause is PID 1 of the pod's PID
+/// namespace, reaps the workload's orphans, and `podman pod stop` ends it with exit 0.
+fn pod(run: &Run, image: &str, workload_image: &str) -> Result<()> {
+    let sh = run.sh;
+    cmd!(sh, "podman pod create --name pause-e2e --infra-image {image} --share pid,ipc,uts --network host")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    cmd!(sh, "podman pod start pause-e2e")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let format = "{{.InfraContainerID}}";
+    let infra = cmd!(sh, "podman pod inspect --format {format} pause-e2e")
+        .quiet()
+        .read()?;
+    let pause = ready_pid(sh, infra.trim())?;
+    let nspid = status_field(pause, "NSpid:");
+    ensure!(
+        nspid.last().map(String::as_str) == Some("1"),
+        "the infra container's pause is not PID 1 of the pod: NSpid {nspid:?}"
+    );
+    let script =
+        format!("i=0; while [ $i -lt {ORPHANS} ]; do (sleep 2 &); i=$((i+1)); done; sleep 4");
+    cmd!(
+        sh,
+        "podman run -d --pod pause-e2e --name orphan-maker {workload_image} /bin/sh -c {script}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()?;
+    let what = format!("the {ORPHANS} orphans to be re-parented to pause");
+    let adopted = wait::until(
+        &what,
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || {
+            let n = children_of(pause).len();
+            Ok((n >= ORPHANS).then_some(n))
+        },
+    )?;
+    wait::until(
+        "every orphan to be reaped",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || Ok(children_of(pause).is_empty().then_some(())),
+    )?;
+    ok(format!("podman pod: {image} as infra is PID 1; {adopted} orphans of a workload adopted and reaped, 0 zombies"));
+    let grace = 10;
+    let grace_text = grace.to_string();
+    let sent = Instant::now();
+    cmd!(sh, "podman pod stop -t {grace_text} pause-e2e")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let took = sent.elapsed();
+    let code = inspect(sh, infra.trim(), "{{.State.ExitCode}}")?;
+    ensure!(
+        code == "0",
+        "pause as infra exited {code} on `podman pod stop`, not 0"
+    );
+    ensure!(
+        took < Duration::from_secs(grace / 2),
+        "podman pod stop took {took:?}: pause waited for the SIGKILL"
+    );
+    ok(format!(
+        "podman pod: `pod stop` → pause exit 0 in {:.0} ms (grace {grace} s)",
+        took.as_secs_f64() * 1e3
+    ));
+    cmd!(sh, "podman pod rm -f pause-e2e")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    Ok(())
+}
+
+/// `podman run` with everything taken away: read-only root, no capabilities, no new
+/// privileges, podman's default seccomp profile. pause runs as 65535, answers `-v`
+/// through exec, and stops with exit 0.
+fn hardened(run: &Run, image: &str) -> Result<()> {
+    let sh = run.sh;
+    cmd!(sh, "podman run -d --name hardened --read-only --cap-drop=all --security-opt no-new-privileges {image}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let pid = ready_pid(sh, "hardened")?;
+    super::check_pid1_as_65535(pid)?;
+    let (seccomp, no_new_privs, caps) = (
+        status_field(pid, "Seccomp:"),
+        status_field(pid, "NoNewPrivs:"),
+        status_field(pid, "CapEff:"),
+    );
+    ensure!(
+        seccomp == ["2"] && no_new_privs == ["1"] && caps == ["0000000000000000"],
+        "the hardened container runs with Seccomp {seccomp:?}, NoNewPrivs {no_new_privs:?}, CapEff {caps:?}"
+    );
+    let said = cmd!(sh, "podman exec hardened /pause -v").quiet().read()?;
+    ensure!(
+        said == xtask::version::line(&run.version),
+        "podman exec hardened /pause -v said {said:?}"
+    );
+    let sent = Instant::now();
+    cmd!(sh, "podman stop -t 10 hardened")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let took = sent.elapsed();
+    let code = inspect(sh, "hardened", "{{.State.ExitCode}}")?;
+    ensure!(
+        code == "0",
+        "the hardened pause exited {code} on podman stop, not 0"
+    );
+    ok(format!(
+        "podman run --read-only --cap-drop=all --security-opt no-new-privileges (seccomp filter on): uid 65535, exec -v {said:?}, stop → exit 0 in {:.0} ms",
+        took.as_secs_f64() * 1e3
+    ));
+    cmd!(sh, "podman rm hardened")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    Ok(())
+}
+
+/// `podman pull --arch` picks each arch's manifest: the image it stores is that
+/// arch's config.
+fn every_arch(run: &Run, image: &str, creds: &str) -> Result<()> {
+    let sh = run.sh;
+    let mut picked = Vec::new();
+    for arch in &run.image.arches {
+        let p = xtask::platform::PLATFORMS
+            .iter()
+            .find(|p| p.arch == arch.arch)
+            .context("arch not in the table")?;
+        let manifest: ImageManifest = serde_json::from_slice(&xtask::image::layout::read_blob(
+            &run.layout,
+            arch.manifest.digest().as_ref(),
+        )?)?;
+        let config = manifest.config().digest().to_string();
+        let oci_arch = p.oci_arch;
+        let variant: Vec<String> = p
+            .oci_variant
+            .map(|v| vec!["--variant".to_string(), v.to_string()])
+            .unwrap_or_default();
+        let id = cmd!(sh, "podman pull -q --tls-verify=false --creds {creds} --arch {oci_arch} {variant...} {image}")
+            .quiet()
+            .read()?;
+        ensure!(
+            config.ends_with(id.trim()),
+            "podman pull --arch {oci_arch} stored image {id}, not the {} config {config}",
+            p.arch
+        );
+        picked.push(p.arch);
+    }
+    ok(format!(
+        "podman pull --arch picks each arch's manifest: {}",
+        picked.join(", ")
+    ));
+    Ok(())
+}
