@@ -18,6 +18,7 @@ use std::time::Instant;
 use xshell::{cmd, Shell};
 
 /// One built binary in `target/dist/`.
+#[derive(Clone)]
 pub struct DistBinary {
     pub platform: &'static Platform,
     pub path: PathBuf,

@@ -58,42 +58,45 @@ impl Engine {
             });
         }
         if tools::find_on_path(sh, "podman").is_some() {
-            // Private config: runc, cgroupfs, file events, ulimits this VM allows (zig
-            // needs more than 1024 open files), and storage under target/tools;
-            // /etc/containers stays untouched.
-            let dir = root.join("target/tools/podman");
-            std::fs::create_dir_all(&dir)?;
-            let conf = dir.join("containers.conf");
-            // As many open files as this process may have: more needs CAP_SYS_RESOURCE.
-            let (_, hard) =
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
-            let nofile = hard.min(65_536);
-            std::fs::write(
-                &conf,
-                format!(
-                    "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc=4096:4096\"]\n\
-                     [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
-                ),
-            )?;
-            let storage = dir.join("storage.conf");
-            std::fs::write(
-                &storage,
-                format!(
-                    "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                    dir.join("storage").display(),
-                    dir.join("run").display()
-                ),
-            )?;
             return Ok(Engine {
                 program: "podman",
-                conf_env: vec![
-                    ("CONTAINERS_CONF", conf),
-                    ("CONTAINERS_STORAGE_CONF", storage),
-                ],
+                conf_env: podman_config(&root.join("target/tools/podman"))?,
             });
         }
         bail!("--builder cross needs a container engine; install podman (`apt-get install podman`) or use --builder zig")
     }
+}
+
+/// A private podman configuration in `dir`, as the variables that point podman at it:
+/// runc, cgroupfs, file events, the ulimits this VM allows (zig needs more than 1024
+/// open files), and storage in `dir`; /etc/containers stays untouched. The cross
+/// builder and the e2e's podman checks both run podman so.
+pub fn podman_config(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+    std::fs::create_dir_all(dir)?;
+    let conf = dir.join("containers.conf");
+    // As many open files as this process may have: more needs CAP_SYS_RESOURCE.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    let nofile = hard.min(65_536);
+    std::fs::write(
+        &conf,
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc=4096:4096\"]\n\
+             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
+        ),
+    )?;
+    let storage = dir.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            dir.join("storage").display(),
+            dir.join("run").display()
+        ),
+    )?;
+    Ok(vec![
+        ("CONTAINERS_CONF", conf),
+        ("CONTAINERS_STORAGE_CONF", storage),
+    ])
 }
 
 impl Engine {

@@ -3,14 +3,13 @@
 //! connection, then forwards. Push must retry, bounded, and complete; a registry that
 //! never recovers must end the push with one line and no tag.
 
+use super::loopback::{read_head, Server};
 use super::registry::{Registry, PASSWORD, USER};
 use super::{ok, Run};
 use anyhow::{ensure, Result};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use xshell::cmd;
 use xtask::push;
 
@@ -24,49 +23,27 @@ enum Fault {
 /// The proxy: `faults` for the first upload requests, then `after` for every later
 /// one (`None`: forward).
 struct FaultProxy {
-    host: String,
-    stop: Arc<AtomicBool>,
+    server: Server,
     faulted: Arc<Mutex<Vec<Fault>>>,
 }
 
 impl FaultProxy {
     fn start(upstream: &str, faults: Vec<Fault>, after: Option<Fault>) -> Result<FaultProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let host = listener.local_addr()?.to_string();
-        let stop = Arc::new(AtomicBool::new(false));
         let faulted = Arc::new(Mutex::new(Vec::new()));
-        let plan = Arc::new(Mutex::new(faults.into_iter()));
-        let (upstream, stopping, record) = (upstream.to_string(), stop.clone(), faulted.clone());
-        std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let (upstream, plan, record) =
-                            (upstream.clone(), plan.clone(), record.clone());
-                        std::thread::spawn(move || {
-                            let _ = serve(client, &upstream, &plan, after, &record);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Ok(FaultProxy {
-            host,
-            stop,
-            faulted,
-        })
+        let plan = Mutex::new(faults.into_iter());
+        let (upstream, record) = (upstream.to_string(), faulted.clone());
+        let server = Server::start(true, move |client| {
+            serve(client, &upstream, &plan, after, &record)
+        })?;
+        Ok(FaultProxy { server, faulted })
+    }
+
+    fn host(&self) -> &str {
+        &self.server.addr
     }
 
     fn faulted(&self) -> Vec<Fault> {
         self.faulted.lock().map(|f| f.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -79,7 +56,6 @@ fn serve(
     after: Option<Fault>,
     record: &Mutex<Vec<Fault>>,
 ) -> Result<()> {
-    client.set_nonblocking(false)?;
     let head = read_head(&mut client)?;
     let request_line = head.lines().next().unwrap_or_default().to_string();
     let is_upload = request_line.starts_with("POST ") && request_line.contains("/blobs/uploads/");
@@ -119,18 +95,6 @@ fn serve(
     Ok(())
 }
 
-/// The bytes up to and including the blank line that ends an HTTP request head.
-fn read_head(stream: &mut TcpStream) -> Result<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte)?;
-        ensure!(n == 1, "the client closed before its request head ended");
-        head.push(byte[0]);
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
-}
-
 /// Push through a registry that fails its first three upload tries, then through one
 /// that never recovers.
 pub fn check(run: &Run, registry: &Registry) -> Result<()> {
@@ -139,8 +103,8 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
         vec![Fault::Status(503), Fault::Drop, Fault::Status(500)],
         None,
     )?;
-    let authfile = registry.authfile_as(&flaky.host, PASSWORD)?;
-    let to = format!("{}/flaky:{}", flaky.host, run.version);
+    let authfile = registry.authfile_as(flaky.host(), PASSWORD)?;
+    let to = format!("{}/flaky:{}", flaky.host(), run.version);
     let digest = xtask::runtime()?.block_on(push::push(
         &run.layout,
         &to,
@@ -157,8 +121,8 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     ));
 
     let broken = FaultProxy::start(&registry.host, Vec::new(), Some(Fault::Status(503)))?;
-    let authfile = registry.authfile_as(&broken.host, PASSWORD)?;
-    let to = format!("{}/broken:{}", broken.host, run.version);
+    let authfile = registry.authfile_as(broken.host(), PASSWORD)?;
+    let to = format!("{}/broken:{}", broken.host(), run.version);
     let (sh, layout) = (run.sh, &run.layout);
     let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {authfile}")
         .quiet()

@@ -11,6 +11,7 @@ mod containerd;
 mod cri;
 mod faults;
 mod image;
+mod loopback;
 mod podman;
 pub mod registry;
 mod reproduce;

@@ -7,7 +7,6 @@ use super::{ok, Run};
 use crate::procfs::{children_of, has_signalfd, status_field};
 use anyhow::{ensure, Context, Result};
 use oci_spec::image::ImageManifest;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 use xtask::wait;
@@ -17,7 +16,7 @@ const ORPHANS: usize = 100;
 
 pub fn check(run: &Run, registry: &Registry, workload_image: &str) -> Result<()> {
     let sh = run.sh;
-    let config = configure(&run.work.join("podman"))?;
+    let config = xtask::cross::podman_config(&run.work.join("podman"))?;
     let _env: Vec<_> = config.iter().map(|(k, v)| sh.push_env(k, v)).collect();
     let creds = format!("{USER}:{PASSWORD}");
     let image = format!("{}/pause@{}", registry.host, run.image.index.digest());
@@ -45,31 +44,6 @@ pub fn check(run: &Run, registry: &Registry, workload_image: &str) -> Result<()>
         .ignore_stderr()
         .run();
     result
-}
-
-/// Private containers.conf and storage.conf under `dir`: runc, cgroupfs, file events,
-/// the ulimits this VM allows; /etc/containers is left alone.
-fn configure(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-    std::fs::create_dir_all(dir)?;
-    let conf = dir.join("containers.conf");
-    std::fs::write(
-        &conf,
-        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
-         [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-    )?;
-    let storage = dir.join("storage.conf");
-    std::fs::write(
-        &storage,
-        format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-            dir.join("storage").display(),
-            dir.join("run").display()
-        ),
-    )?;
-    Ok(vec![
-        ("CONTAINERS_CONF", conf),
-        ("CONTAINERS_STORAGE_CONF", storage),
-    ])
 }
 
 fn inspect(sh: &Shell, what: &str, format: &str) -> Result<String> {

@@ -3,18 +3,18 @@
 //! scope asked for, and signs JWTs (ES256) with a throw-away key whose certificate the
 //! registry trusts. Push and reproduce go challenge → token → request.
 
+use super::loopback::{read_head, Server};
 use super::registry::{Registry, PASSWORD, USER};
 use super::{ok, Run};
 use anyhow::{bail, ensure, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use xshell::{cmd, Shell};
 use xtask::image::{self, Sources};
 use xtask::push;
@@ -150,34 +150,20 @@ fn base32(bytes: &[u8]) -> String {
 /// The token endpoint: `GET /token?service=…&scope=repository:NAME:ACTIONS` with Basic
 /// credentials; what it granted is kept for the report.
 struct TokenServer {
-    realm: String,
-    stop: Arc<AtomicBool>,
+    server: Server,
     granted: Arc<Mutex<Vec<String>>>,
 }
 
 impl TokenServer {
     fn start(issuer: Issuer) -> Result<TokenServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let realm = format!("http://{}/token", listener.local_addr()?);
-        let stop = Arc::new(AtomicBool::new(false));
         let granted = Arc::new(Mutex::new(Vec::new()));
-        let (stopping, record) = (stop.clone(), granted.clone());
-        std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = answer(stream, &issuer, &record);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Ok(TokenServer {
-            realm,
-            stop,
-            granted,
-        })
+        let record = granted.clone();
+        let server = Server::start(false, move |stream| answer(stream, &issuer, &record))?;
+        Ok(TokenServer { server, granted })
+    }
+
+    fn realm(&self) -> String {
+        format!("http://{}/token", self.server.addr)
     }
 
     fn granted(&self) -> Vec<String> {
@@ -185,21 +171,8 @@ impl TokenServer {
     }
 }
 
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 fn answer(mut stream: TcpStream, issuer: &Issuer, granted: &Mutex<Vec<String>>) -> Result<()> {
-    stream.set_nonblocking(false)?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        ensure!(stream.read(&mut byte)? == 1, "the client closed early");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    let head = read_head(&mut stream)?;
     let (status, body) = match grant(&head) {
         Ok((user, access)) => {
             let token = issuer.token(&user, &access)?;
@@ -299,32 +272,18 @@ fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> Result<PathBu
 }
 
 pub fn check(run: &Run) -> Result<()> {
-    let sh = run.sh;
     let dir = run.work.join("token");
-    let (issuer, cert) = Issuer::create(sh, &dir)?;
+    let (issuer, cert) = Issuer::create(run.sh, &dir)?;
     let tokens = TokenServer::start(issuer)?;
-    let registry =
-        Registry::start_with_tokens(&dir.join("registry"), &tokens.realm, SERVICE, ISSUER, &cert)?;
+    let registry = Registry::start_with_tokens(
+        &dir.join("registry"),
+        &tokens.realm(),
+        SERVICE,
+        ISSUER,
+        &cert,
+    )?;
     let host = &registry.host;
-
-    // A one-platform image (the probe's), so that reproducing it is the warm rebuild
-    // that reproduce.rs already made.
-    let probe = xtask::platform::probe();
-    let binaries: Vec<_> = run
-        .binaries
-        .iter()
-        .filter(|b| b.platform.arch == probe.arch)
-        .map(|b| xtask::build::DistBinary {
-            platform: b.platform,
-            path: b.path.clone(),
-            size: b.size,
-            sha256: b.sha256.clone(),
-        })
-        .collect();
-    let layout = dir.join("layout/pause");
-    let sources = Sources::of_tree(sh, &run.desc, &binaries, &run.version)?;
-    image::assemble(sh, &sources, &layout)?;
-
+    let (layout, revision) = probe_layout(run, &dir)?;
     let good = authfile(&dir, host, USER, PASSWORD)?;
     let to = format!("{host}/pause:{}", run.version);
     let digest =
@@ -333,9 +292,39 @@ pub fn check(run: &Run) -> Result<()> {
         "token: push to {to} went challenge → token → push ({digest}); the issuer granted {:?}",
         tokens.granted()
     ));
+    refusals(run, &dir, host, &layout, &to)?;
+    if revision.ends_with("-dirty") {
+        let message = "token reproduce needs a committed tree (it rebuilds HEAD)";
+        if run.sh.var("CI").is_ok_and(|v| v == "true") {
+            bail!("{message}");
+        }
+        println!("skip {message}");
+        return Ok(());
+    }
+    reproduce_through(run, &format!("{host}/pause@{digest}"), &good)
+}
 
-    let wrong = authfile(&dir, host, USER, "wrong-password")?;
-    let reader = authfile(&dir, host, READER, PASSWORD)?;
+/// A one-platform image (the probe's), so that reproducing it is the warm rebuild that
+/// reproduce.rs already made. Returns the layout and its revision.
+fn probe_layout(run: &Run, dir: &Path) -> Result<(PathBuf, String)> {
+    let probe = xtask::platform::probe();
+    let binaries: Vec<_> = run
+        .binaries
+        .iter()
+        .filter(|b| b.platform.arch == probe.arch)
+        .cloned()
+        .collect();
+    let layout = dir.join("layout/pause");
+    let sources = Sources::of_tree(run.sh, &run.desc, &binaries, &run.version)?;
+    image::assemble(run.sh, &sources, &layout)?;
+    Ok((layout, sources.revision))
+}
+
+/// A wrong password, and a user whose token grants pull only: push stops with one
+/// line that says which it was.
+fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Result<()> {
+    let wrong = authfile(dir, host, USER, "wrong-password")?;
+    let reader = authfile(dir, host, READER, PASSWORD)?;
     for (who, file, expected) in [
         (
             "a wrong password",
@@ -348,7 +337,7 @@ pub fn check(run: &Run) -> Result<()> {
             format!("{host} refused to let these credentials push"),
         ),
     ] {
-        let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {file}")
+        let out = cmd!(run.sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {file}")
             .quiet()
             .ignore_status()
             .output()?;
@@ -363,13 +352,12 @@ pub fn check(run: &Run) -> Result<()> {
             errors[0]
         ));
     }
+    Ok(())
+}
 
-    if sources.revision.ends_with("-dirty") {
-        println!("skip token reproduce: the tree has uncommitted changes");
-        return Ok(());
-    }
-    let by_digest = format!("{host}/pause@{digest}");
-    let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {by_digest} --authfile {good}")
+/// `cargo xtask reproduce` of the pushed digest, pulling through a token.
+fn reproduce_through(run: &Run, by_digest: &str, authfile: &Path) -> Result<()> {
+    let out = cmd!(run.sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {by_digest} --authfile {authfile}")
         .quiet()
         .ignore_status()
         .output()?;
