@@ -80,7 +80,7 @@ pub const PACKAGES: &[Package] = &[
     Package {
         name: "podman",
         provides: Provides::Command("podman"),
-        why: "the cross builder's container engine",
+        why: "the cross builder's engine, and pods in the e2e",
     },
     Package {
         name: "debootstrap",
