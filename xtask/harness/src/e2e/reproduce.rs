@@ -10,10 +10,12 @@ use super::registry::Registry;
 use super::{ok, Run};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 use xshell::cmd;
 use xtask::build::{self, BuildRecord, DistBinary};
 use xtask::image::{self, Sources};
 use xtask::push;
+use xtask::reproduce::rebuild::{self, Provenance};
 
 /// A commit id that no repository holds.
 const NO_SUCH_REVISION: &str = "0000000000000000000000000000000000c0ffee";
@@ -21,7 +23,38 @@ const NO_SUCH_REVISION: &str = "0000000000000000000000000000000000c0ffee";
 const ORIGINAL: &[u8] = b"Warning: pause should be the first process";
 const TAMPERED: &[u8] = b"Warning: PAUSE should be the first process";
 
-pub fn check(run: &Run, registry: &Registry) -> Result<()> {
+/// Starts, on a thread of its own, the rebuild that `check`'s reproduce runs will ask
+/// for (HEAD, the probe arch, this run's version and time), so that theirs are
+/// incremental. None on a tree with uncommitted changes, where `check` skips.
+pub fn rebuild_in_background(run: &Run) -> Option<JoinHandle<Result<()>>> {
+    let revision = image::revision(run.sh);
+    if revision.ends_with("-dirty") {
+        return None;
+    }
+    let provenance = Provenance {
+        version: run.version.clone(),
+        revision,
+        source: String::new(),
+        created: "SOURCE_DATE_EPOCH".to_string(),
+        epoch: image::source_date_epoch().ok()?,
+    };
+    Some(std::thread::spawn(move || {
+        let sh = xtask::shell()?;
+        rebuild::rebuild(&sh, &provenance, &[xtask::platform::probe()]).map(|_| ())
+    }))
+}
+
+pub fn check(
+    run: &Run,
+    registry: &Registry,
+    rebuild: Option<JoinHandle<Result<()>>>,
+) -> Result<()> {
+    if let Some(rebuild) = rebuild {
+        rebuild
+            .join()
+            .map_err(|_| anyhow::anyhow!("the background rebuild panicked"))?
+            .context("rebuilding HEAD in its reproduce worktree")?;
+    }
     let sh = run.sh;
     let revision = image::revision(sh);
     if revision.ends_with("-dirty") {
