@@ -78,11 +78,6 @@ pub async fn from_registry(session: &Session) -> Result<Image> {
     session.login(RegistryOperation::Pull).await?;
     let target = &session.target;
     let (bytes, digest) = pull(session, target).await?;
-    if let Some(wanted) = target.digest() {
-        if wanted != digest {
-            bail!("{} served {digest} for {target}", session.host);
-        }
-    }
     let index: ImageIndex = serde_json::from_slice(&bytes).with_context(|| {
         format!("{target} is not an image index; reproduce checks multi-arch images")
     })?;
@@ -99,19 +94,23 @@ pub async fn from_registry(session: &Session) -> Result<Image> {
     })
 }
 
-/// A manifest or index as the registry serves it, with the digest of those bytes.
+/// A manifest or index as the registry serves it, with the digest of those bytes
+/// (checked against the reference's digest, if it names one). Retried as push's
+/// requests are.
 async fn pull(session: &Session, reference: &Reference) -> Result<(Vec<u8>, String)> {
     let accept = [
         MediaType::ImageIndex.to_string(),
         MediaType::ImageManifest.to_string(),
     ];
     let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+    let what = format!("reading {reference}");
     let (bytes, _) = session
-        .client
-        .pull_manifest_raw(reference, &session.auth, &accept)
-        .await
-        .map_err(|err| session.explain(err))
-        .with_context(|| format!("reading {reference}"))?;
+        .retrying(&what, || {
+            session
+                .client
+                .pull_manifest_raw(reference, &session.auth, &accept)
+        })
+        .await?;
     // Our own digest of what came: the comparison must not trust the registry's word.
     let digest = format!("sha256:{}", crate::build::sha256_hex(&bytes));
     if let Some(wanted) = reference.digest() {
