@@ -108,11 +108,9 @@ impl Plan {
 
 /// The tag a push to `to` uses: its own, else the layout's.
 fn tag_of(to: &str, layout: &Layout) -> String {
-    match to.rsplit_once(':') {
-        // A colon after the last slash is a tag, not a port.
-        Some((_, tag)) if !tag.contains('/') => tag.to_string(),
-        _ => layout.tag.clone(),
-    }
+    registry::split_tag(to)
+        .1
+        .map_or_else(|| layout.tag.clone(), str::to_string)
 }
 
 /// Pushes the layout at `layout_dir` to `to` and returns the index digest.

@@ -188,6 +188,16 @@ pub fn parse_reference(text: &str) -> Result<Reference> {
     Ok(reference)
 }
 
+/// `text` split at its tag: a colon after the last slash starts one, one before it
+/// ends a registry host (`127.0.0.1:5000/pause`). Shared by registry references and
+/// `oci:DIR[:TAG]`.
+pub fn split_tag(text: &str) -> (&str, Option<&str>) {
+    match text.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (text, None),
+    }
+}
+
 /// rustls is built without a provider of its own (see Cargo.toml): ring, for the
 /// process. A second call finds one installed, which is fine.
 fn install_tls_provider() {
@@ -293,6 +303,19 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_tag_follows_the_last_slash() {
+        assert_eq!(
+            split_tag("127.0.0.1:5000/pause:3.10"),
+            ("127.0.0.1:5000/pause", Some("3.10"))
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/pause"),
+            ("127.0.0.1:5000/pause", None)
+        );
+        assert_eq!(split_tag("target/oci/pause"), ("target/oci/pause", None));
+    }
 
     #[test]
     fn loopback_hosts_are_recognised() {

@@ -22,11 +22,8 @@ impl Source {
         let Some(rest) = text.strip_prefix("oci:") else {
             return Ok(Source::Registry(registry::parse_reference(text)?));
         };
-        // A colon after the last slash starts the tag.
-        let (dir, tag) = match rest.rsplit_once(':') {
-            Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag.to_string())),
-            _ => (rest, None),
-        };
+        let (dir, tag) = registry::split_tag(rest);
+        let tag = tag.map(str::to_string);
         if dir.is_empty() {
             bail!("invalid reference {text:?}: expected oci:DIR[:TAG]");
         }
