@@ -5,8 +5,8 @@
 
 use super::loopback::{read_head, Server};
 use super::registry::{Registry, PASSWORD, USER};
-use super::{ok, Run};
-use anyhow::{ensure, Result};
+use super::{ok, xtask_cli, Run, Said};
+use anyhow::{ensure, Context, Result};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -124,21 +124,20 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     let authfile = registry.authfile_as(broken.host(), PASSWORD)?;
     let to = format!("{}/broken:{}", broken.host(), run.version);
     let (sh, layout) = (run.sh, &run.layout);
-    let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {authfile}")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    let push = xtask_cli(sh).args(["push", "--layout"]).arg(layout);
+    let said = Said::of(push.args(["--to", &to, "--authfile"]).arg(&authfile))?;
     let tries = broken.faulted().len();
-    ensure!(
-        !out.status.success()
-            && errors.len() == 1
-            && errors[0].contains(&format!("gave up after {} tries", xtask::registry::TRIES))
-            && stderr.trim_end().ends_with(errors[0].trim_end())
-            && tries == xtask::registry::TRIES as usize,
-        "a push to a registry that never recovers: {tries} upload tries, stderr {stderr:?}"
-    );
+    let gave_up = format!("gave up after {} tries", xtask::registry::TRIES);
+    let error = said
+        .sole_error()
+        .filter(|e| !said.success() && e.contains(&gave_up))
+        .filter(|_| tries == xtask::registry::TRIES as usize)
+        .with_context(|| {
+            format!(
+                "a push to a registry that never recovers: {tries} upload tries, stderr {:?}",
+                said.stderr
+            )
+        })?;
     // Nothing was tagged: the real registry has no such tag.
     let (creds, host, version) = (format!("{USER}:{PASSWORD}"), &registry.host, &run.version);
     let tagged = cmd!(
@@ -154,8 +153,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
         "a push that failed left {host}/broken:{version} tagged"
     );
     ok(format!(
-        "retry: a registry that always answers 503 gets {tries} tries, then one line, no tag: {}",
-        errors[0]
+        "retry: a registry that always answers 503 gets {tries} tries, then one line, no tag: {error}"
     ));
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! (docker-registry, skopeo, umoci) read back is right for every arch.
 
 use super::registry::Registry;
-use super::{ok, Run};
+use super::{ok, xtask_cli, Run, Said};
 use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
 use oci_spec::image::{ImageIndex, ImageManifest};
@@ -273,34 +273,30 @@ fn push_refusals(run: &Run, registry: &Registry, reference: &str) -> Result<()> 
             "invalid reference".to_string(),
         ),
     ] {
-        let shown = args.join(" ");
-        let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} {args...}")
-            .quiet()
-            .ignore_status()
-            .output()?;
-        let args = shown;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(!out.status.success(), "push {args} succeeded");
+        let said = Said::of(
+            xtask_cli(sh)
+                .args(["push", "--layout"])
+                .arg(layout)
+                .args(&args),
+        )?;
+        let (args, stderr) = (args.join(" "), &said.stderr);
+        ensure!(!said.success(), "push {args} succeeded");
         ensure!(
             stderr.contains(&expected),
             "push {args} said {stderr:?}, expected {expected:?}"
         );
         // One error line, the last; before it, at most the notes of bounded retries.
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
         let notes = stderr.lines().filter(|l| !l.starts_with("error:"));
-        ensure!(
-            errors.len() == 1
-                && stderr.trim_end().ends_with(errors[0].trim_end())
-                && notes.clone().all(|l| l.contains("failed for a moment")),
-            "push {args} did not end with one error line: {stderr:?}"
-        );
+        let error = said
+            .sole_error()
+            .filter(|_| notes.clone().all(|l| l.contains("failed for a moment")))
+            .with_context(|| format!("push {args} did not end with one error line: {stderr:?}"))?;
         ok(format!(
-            "push refuses with one line{}: {}",
+            "push refuses with one line{}: {error}",
             match notes.count() {
                 0 => String::new(),
                 n => format!(" (after {n} retries)"),
             },
-            errors[0]
         ));
     }
     Ok(())
@@ -331,15 +327,16 @@ fn credential_helper(run: &Run, registry: &Registry, reference: &str) -> Result<
     )?;
     let path = format!("{}:{}", dir.display(), sh.var("PATH")?);
     let to = format!("{reference}:helper");
-    let out = cmd!(sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {config}")
-        .env("PATH", path)
-        .quiet()
-        .ignore_status()
-        .output()?;
+    let push = xtask_cli(sh).args(["push", "--layout"]).arg(layout);
+    let said = Said::of(
+        push.args(["--to", &to, "--authfile"])
+            .arg(&config)
+            .env("PATH", path),
+    )?;
     ensure!(
-        out.status.success(),
+        said.success(),
         "push with credentials from docker-credential-pause-e2e failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        said.stderr
     );
     ok(format!(
         "push: credentials from a credential helper (credHelpers.{host} → docker-credential-pause-e2e on PATH), {to}"

@@ -77,6 +77,47 @@ pub fn check_pid1_as_65535(pid: u32) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask …`, the real command line, through cargo (quiet, and offline in this
+/// network namespace) rather than a path to the binary: cargo may have replaced
+/// target/debug/xtask since it started. Add its arguments, then `Said::of` runs it.
+pub fn xtask_cli(sh: &Shell) -> xshell::Cmd<'_> {
+    cmd!(
+        sh,
+        "cargo run --locked --offline --quiet -p xtask --bin xtask --"
+    )
+}
+
+/// What a command printed, and its exit status.
+pub struct Said {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Said {
+    /// Runs `cmd` to its end, whatever its status.
+    pub fn of(cmd: xshell::Cmd<'_>) -> Result<Said> {
+        let out = cmd.quiet().ignore_status().output()?;
+        Ok(Said {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The one `error:` line of stderr, when there is exactly one and nothing follows.
+    pub fn sole_error(&self) -> Option<&str> {
+        let mut errors = self.stderr.lines().filter(|l| l.starts_with("error:"));
+        let (first, more) = (errors.next()?, errors.next());
+        let last = self.stderr.trim_end().ends_with(first.trim_end());
+        (more.is_none() && last).then_some(first)
+    }
+}
+
 pub fn ok(what: impl std::fmt::Display) {
     println!("ok {what}");
 }

@@ -100,20 +100,25 @@ impl Registry {
 
     /// The same, keyed as `host` (a proxy in front of this registry).
     pub fn authfile_as(&self, host: &str, password: &str) -> Result<PathBuf> {
-        use base64::Engine;
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
-        let name = format!("{host}:{password}");
-        let path = self.dir.join(format!(
-            "auth-{}.json",
-            xtask::build::sha256_hex(name.as_bytes())
-        ));
-        std::fs::write(
-            &path,
-            format!(r#"{{"auths":{{"{host}":{{"auth":"{encoded}"}}}}}}"#),
-        )?;
-        Ok(path)
+        authfile(&self.dir, host, USER, password)
     }
+}
+
+/// A docker-format auth file in `dir` with `user:password` for `host`, named after
+/// all three so that each set of credentials has a file of its own.
+pub fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> Result<PathBuf> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let name = format!("{host}:{user}:{password}");
+    let path = dir.join(format!(
+        "auth-{}.json",
+        xtask::build::sha256_hex(name.as_bytes())
+    ));
+    std::fs::write(
+        &path,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{encoded}"}}}}}}"#),
+    )?;
+    Ok(path)
 }
 
 impl Drop for Registry {

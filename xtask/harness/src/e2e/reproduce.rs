@@ -7,11 +7,10 @@
 //! every platform of its image from nothing.
 
 use super::registry::Registry;
-use super::{ok, Run};
+use super::{ok, xtask_cli, Run, Said};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use xshell::cmd;
 use xtask::build::{self, BuildRecord, DistBinary};
 use xtask::image::{self, Sources};
 use xtask::push;
@@ -115,23 +114,9 @@ pub fn check(
     Ok(())
 }
 
-/// What `cargo xtask reproduce REF` printed, and its exit status.
-struct Said {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 fn reproduce(run: &Run, reference: &str, authfile: &Path) -> Result<Said> {
-    let out = cmd!(run.sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {reference} --authfile {authfile}")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    Ok(Said {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    let cmd = xtask_cli(run.sh).args(["reproduce", reference, "--authfile"]);
+    Said::of(cmd.arg(authfile))
 }
 
 fn expect(said: &Said, code: i32, reference: &str, arch: &str) -> Result<()> {
@@ -171,21 +156,17 @@ fn expect(said: &Said, code: i32, reference: &str, arch: &str) -> Result<()> {
             ));
         }
         _ => {
-            let errors: Vec<&str> = said
-                .stderr
-                .lines()
-                .filter(|l| l.starts_with("error:"))
-                .collect();
-            ensure!(
-                errors.len() == 1
-                    && errors[0]
-                        .contains(&format!("revision {NO_SUCH_REVISION} is not in this clone"))
-                    && said.stderr.trim_end().ends_with(errors[0].trim_end())
-                    && said.stdout.is_empty(),
-                "reproduce {reference} did not end with one error line: {}",
-                shown()
-            );
-            ok(format!("reproduce {reference}: exit 2, {}", errors[0]));
+            let unknown = format!("revision {NO_SUCH_REVISION} is not in this clone");
+            let error = said
+                .sole_error()
+                .filter(|e| e.contains(&unknown) && said.stdout.is_empty())
+                .with_context(|| {
+                    format!(
+                        "reproduce {reference} did not end with one error line: {}",
+                        shown()
+                    )
+                })?;
+            ok(format!("reproduce {reference}: exit 2, {error}"));
         }
     }
     Ok(())

@@ -4,8 +4,8 @@
 //! registry trusts. Push and reproduce go challenge → token → request.
 
 use super::loopback::{read_head, Server};
-use super::registry::{Registry, PASSWORD, USER};
-use super::{ok, Run};
+use super::registry::{authfile, Registry, PASSWORD, USER};
+use super::{ok, xtask_cli, Run, Said};
 use anyhow::{bail, ensure, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -260,17 +260,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An auth file with `user`'s Basic credentials for `host` (what the issuer checks).
-fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> Result<PathBuf> {
-    let encoded = STANDARD.encode(format!("{user}:{password}"));
-    let path = dir.join(format!("auth-{user}-{}.json", password.len()));
-    std::fs::write(
-        &path,
-        format!(r#"{{"auths":{{"{host}":{{"auth":"{encoded}"}}}}}}"#),
-    )?;
-    Ok(path)
-}
-
 pub fn check(run: &Run) -> Result<()> {
     let dir = run.work.join("token");
     let (issuer, cert) = Issuer::create(run.sh, &dir)?;
@@ -337,19 +326,19 @@ fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Resul
             format!("{host} refused to let these credentials push"),
         ),
     ] {
-        let out = cmd!(run.sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- push --layout {layout} --to {to} --authfile {file}")
-            .quiet()
-            .ignore_status()
-            .output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        ensure!(
-            !out.status.success() && errors.len() == 1 && errors[0].contains(&expected),
-            "push with {who} did not stop with one line naming {expected:?}: {stderr:?}"
-        );
+        let push = xtask_cli(run.sh).args(["push", "--layout"]).arg(layout);
+        let said = Said::of(push.args(["--to", to, "--authfile"]).arg(file))?;
+        let error = said
+            .sole_error()
+            .filter(|e| !said.success() && e.contains(&expected))
+            .with_context(|| {
+                format!(
+                    "push with {who} did not stop with one line naming {expected:?}: {:?}",
+                    said.stderr
+                )
+            })?;
         ok(format!(
-            "token: push with {who} stops with one line: {}",
-            errors[0]
+            "token: push with {who} stops with one line: {error}"
         ));
     }
     Ok(())
@@ -357,20 +346,19 @@ fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Resul
 
 /// `cargo xtask reproduce` of the pushed digest, pulling through a token.
 fn reproduce_through(run: &Run, by_digest: &str, authfile: &Path) -> Result<()> {
-    let out = cmd!(run.sh, "cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {by_digest} --authfile {authfile}")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cmd = xtask_cli(run.sh).args(["reproduce", by_digest, "--authfile"]);
+    let said = Said::of(cmd.arg(authfile))?;
     ensure!(
-        out.status.code() == Some(0)
-            && stdout
+        said.success()
+            && said
+                .stdout
                 .lines()
                 .last()
                 .is_some_and(|l| l.starts_with("identical: ")),
-        "reproduce through token auth: exit {:?}, stdout {stdout:?}, stderr {:?}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
+        "reproduce through token auth: exit {:?}, stdout {:?}, stderr {:?}",
+        said.code,
+        said.stdout,
+        said.stderr
     );
     ok(format!(
         "token: reproduce {by_digest} pulled through a token: identical"
