@@ -251,9 +251,15 @@ fn manifest_bytes<'p>(plan: &'p Plan, desc: &Descriptor) -> Result<&'p [u8]> {
 /// there: other tools (cosign, scanners) may have added theirs.
 async fn tag_referrer(session: &Session, fallback_tag: &str, artifact: &Descriptor) -> Result<()> {
     let accept = MediaType::ImageIndex.to_string();
+    let accept = [accept.as_str()];
+    let reference = session.at(fallback_tag);
+    // No such tag yet (404) is the usual answer: an empty list.
     let existing = session
-        .client
-        .pull_manifest_raw(&session.at(fallback_tag), &session.auth, &[accept.as_str()])
+        .retrying(&format!("reading referrers {fallback_tag}"), || {
+            session
+                .client
+                .pull_manifest_raw(&reference, &session.auth, &accept)
+        })
         .await;
     let mut referrers: Vec<Descriptor> = match existing {
         Ok((bytes, _)) => serde_json::from_slice::<ImageIndex>(&bytes)
