@@ -68,11 +68,6 @@ impl Session {
         }
     }
 
-    /// One line for `err`, naming this registry.
-    pub fn explain(&self, err: OciDistributionError) -> anyhow::Error {
-        explain(err, &self.host)
-    }
-
     /// Runs `request` (a read) until it succeeds, fails for good, or has failed for a
     /// moment (5xx, 429, a dropped or refused connection, a timeout) `TRIES` times,
     /// waiting 0.25 s, 0.5 s, 1 s, 2 s between tries: at most about 4 s of waiting.
@@ -115,8 +110,7 @@ impl Session {
                     pause *= 2;
                 }
                 Err(err) if is_transient(&err) => {
-                    return Err(self
-                        .explain(err)
+                    return Err(explain(err, &self.host)
                         .context(format!("{what}: gave up after {TRIES} tries")));
                 }
                 Err(err) if access == Access::Write && is_auth_failure(&err) => {
@@ -127,7 +121,7 @@ impl Session {
                     )
                     .context(what.to_string()));
                 }
-                Err(err) => return Err(self.explain(err).context(what.to_string())),
+                Err(err) => return Err(explain(err, &self.host).context(what.to_string())),
             }
         }
         unreachable!("the last try returns")
