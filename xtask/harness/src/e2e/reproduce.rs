@@ -7,7 +7,7 @@
 //! every platform of its image from nothing.
 
 use super::registry::Registry;
-use super::{ok, xtask_cli, Run, Said};
+use super::{ok, skip_or_fail, xtask_cli, Run, Said};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -57,13 +57,9 @@ pub fn check(
     let sh = run.sh;
     let revision = image::revision(sh);
     if revision.ends_with("-dirty") {
-        let message =
+        let why =
             "reproduce needs a committed tree (it rebuilds HEAD): commit or stash the changes";
-        if sh.var("CI").is_ok_and(|v| v == "true") {
-            bail!("{message}");
-        }
-        println!("skip reproduce: {message}");
-        return Ok(());
+        return skip_or_fail(sh, "reproduce", why, "");
     }
     let dir = run.work.join("reproduce");
     let probe = xtask::platform::probe();

@@ -5,7 +5,7 @@
 
 use super::loopback::{read_head, Server};
 use super::registry::{authfile, Registry, PASSWORD, USER};
-use super::{ok, xtask_cli, Run, Said};
+use super::{ok, skip_or_fail, xtask_cli, Run, Said};
 use anyhow::{bail, ensure, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -283,12 +283,9 @@ pub fn check(run: &Run) -> Result<()> {
     ));
     refusals(run, &dir, host, &layout, &to)?;
     if revision.ends_with("-dirty") {
-        let message = "token reproduce needs a committed tree (it rebuilds HEAD)";
-        if run.sh.var("CI").is_ok_and(|v| v == "true") {
-            bail!("{message}");
-        }
-        println!("skip {message}");
-        return Ok(());
+        let why =
+            "reproduce needs a committed tree (it rebuilds HEAD): commit or stash the changes";
+        return skip_or_fail(run.sh, "token reproduce", why, "");
     }
     reproduce_through(run, &format!("{host}/pause@{digest}"), &good)
 }
