@@ -7,7 +7,8 @@
 //! which the compiling stages leave room for.
 
 use crate::flags::{self, Builder, Stage};
-use crate::{build, cross, harness, platform, setup, tools, verify, version};
+use crate::programs::Program;
+use crate::{build, cross, platform, setup, tools, verify, version};
 use anyhow::{bail, ensure, Context, Result};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ impl flags::Ci {
             let harness = |args: &[&str]| {
                 let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
                 args.extend(["--version".to_string(), version.to_string()]);
-                harness::run(sh, &args)
+                Program::Harness.run(sh, &args)
             };
             timer.run("e2e", || harness(&["e2e"]))?;
             timer.run("release dry run", || harness(&["rehearse"]))?;

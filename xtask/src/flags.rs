@@ -96,36 +96,26 @@ pub struct Image {
     pub output: Option<std::path::PathBuf>,
 }
 
-/// Push an image layout to a registry: blobs, manifests, index, tags, SBOM referrers.
+/// Push an image layout to a registry: blobs, manifests, SBOM referrers, per-arch
+/// tags, then the VERSION tag (run by the publishing crate).
 #[derive(Parser)]
+#[command(disable_help_flag = true)]
 pub struct Push {
-    /// The OCI layout to push (default target/oci/pause).
-    #[arg(long)]
-    pub layout: Option<std::path::PathBuf>,
-    /// Where to: REGISTRY/REPO[:TAG]; the tag defaults to the layout's VERSION.
-    #[arg(long)]
-    pub to: String,
-    /// Docker-format auth file; default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
-    #[arg(long)]
-    pub authfile: Option<std::path::PathBuf>,
-    /// Allow plain HTTP to a registry that is not on loopback.
-    #[arg(long)]
-    pub insecure: bool,
+    /// Passed on: --to REGISTRY/REPO[:TAG] [--layout DIR] [--authfile F] [--insecure]
+    /// [--timeout SECONDS]; `--help` shows them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Rebuild a published image from the revision and time it carries, and compare it
-/// blob for blob: exit 0 identical, 1 differs, 2 could not run.
+/// blob for blob: exit 0 identical, 1 differs, 2 could not run (run by the
+/// publishing crate).
 #[derive(Parser)]
+#[command(disable_help_flag = true)]
 pub struct Reproduce {
-    /// REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:…, or oci:DIR[:TAG].
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// Docker-format auth file; default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
-    #[arg(long)]
-    pub authfile: Option<std::path::PathBuf>,
-    /// Allow plain HTTP to a registry that is not on loopback.
-    #[arg(long)]
-    pub insecure: bool,
+    /// Passed on: REF [--authfile F] [--insecure] [--timeout SECONDS]; `--help` shows them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Install what the test suite needs: Debian packages (as root, with apt-get), the
@@ -183,19 +173,15 @@ pub enum Stage {
     All,
 }
 
-/// Build, assemble and push the release (what .github/workflows/release.yml runs).
+/// Build, assemble and push the release, what .github/workflows/release.yml runs
+/// (run by the publishing crate).
 #[derive(Parser)]
+#[command(disable_help_flag = true)]
 pub struct Release {
-    /// REGISTRY/REPO to push to, e.g. ghcr.io/OWNER/pause.
-    #[arg(long)]
-    pub to: Option<String>,
-    /// Push to a registry started on loopback instead (by the harness); skip signing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[arg(long)]
-    pub version: Option<Version>,
-    #[arg(long, value_enum, default_value_t = Builder::Zig)]
-    pub builder: Builder,
+    /// Passed on: (--to REGISTRY/REPO | --dry-run) [--version V] [--builder B]
+    /// [--timeout SECONDS]; `--help` shows them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Build pause for this machine and run it: -v, then SIGTERM → exit 0 (macOS CI).

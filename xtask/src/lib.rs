@@ -1,23 +1,21 @@
-//! The release path of the pause workspace, as a library: build → verify → image →
-//! push → release, and the suite's orchestration (`setup`, `ci`).
+//! The main job of the pause workspace, as a library: build → verify → image, and the
+//! suite's orchestration (`setup`, `ci`).
 //!
-//! `cargo xtask` (`main.rs`) runs these as commands; the test harness crate
-//! (`xtask/harness`) calls them to build and assemble what it tests. Dependencies
-//! point one way: nothing here uses the harness's code, and everything here compiles
-//! from crates.io alone (no system library, no code generator).
+//! `cargo xtask` (`main.rs`) runs these as commands, and runs the two other programs
+//! of the workspace for the rest (`programs.rs`): publishing (`xtask/publish`: push,
+//! release, reproduce) and the test harness (`xtask/harness`). Both call this library
+//! to build and assemble. Dependencies point one way: nothing here uses their code,
+//! and everything here compiles from crates.io alone, with no HTTPS stack, no system
+//! library and no code generator.
 
 pub mod build;
 pub mod ci;
 pub mod cross;
 pub mod elf;
 pub mod flags;
-pub mod harness;
 pub mod image;
 pub mod platform;
-pub mod push;
-pub mod registry;
-pub mod release;
-pub mod reproduce;
+pub mod programs;
 pub mod setup;
 pub mod smoke;
 pub mod tools;
@@ -36,11 +34,12 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<()>) {
         if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
             std::process::exit(*code);
         }
-        let said = err.chain().count() == 1 && err.is::<harness::HarnessFailed>();
+        let failed = err.downcast_ref::<programs::ProgramFailed>();
+        let said = err.chain().count() == 1 && failed.is_some();
         if !said {
             eprintln!("error: {err:#}");
         }
-        std::process::exit(1);
+        std::process::exit(failed.map_or(1, |f| f.code));
     }
 }
 
@@ -85,16 +84,6 @@ fn forget_cargo_run_env() {
             std::env::remove_var(name);
         }
     }
-}
-
-/// The async runtime a command drives a client on (registry, CRI): one thread is
-/// enough for one request at a time.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// The workspace root: xtask lives one level below it.

@@ -1,7 +1,6 @@
 //! The one poll loop: wait, with a deadline, until a probe gives a value.
 
-use anyhow::{bail, Context, Result};
-use std::future::Future;
+use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
 /// Calls `probe` every `every` until it gives `Some`, or fails after `limit` saying
@@ -31,29 +30,6 @@ pub fn within<T>(
             return Ok(None);
         }
         std::thread::sleep(every);
-    }
-}
-
-/// `until` for an async probe, sleeping on the runtime rather than the thread.
-pub async fn until_async<T, F, Fut>(
-    what: &str,
-    limit: Duration,
-    every: Duration,
-    mut probe: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe().await? {
-            return Ok(value);
-        }
-        if started.elapsed() >= limit {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(every).await;
     }
 }
 

@@ -22,6 +22,19 @@ pub enum Command {
     E2eInside(E2eInside),
     Bench(Bench),
     Rehearse(Rehearse),
+    #[command(hide = true)]
+    MaxRss(MaxRss),
+}
+
+/// Runs COMMAND and writes the peak resident memory of it and everything it waited
+/// for (getrusage's RUSAGE_CHILDREN maxrss, as wait4 reports it, in KiB) to `--out`;
+/// exits with COMMAND's status. A process of its own, so that no other child counts.
+#[derive(Parser)]
+pub struct MaxRss {
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    #[arg(trailing_var_arg = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// End-to-end checks with real components on loopback: registry, skopeo, umoci, runtimes.
@@ -68,4 +81,23 @@ pub struct Rehearse {
     pub version: Option<Version>,
     #[arg(long, value_enum, default_value_t = Builder::Zig)]
     pub builder: Builder,
+}
+
+impl MaxRss {
+    pub fn run(self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        use nix::sys::resource::{getrusage, UsageWho};
+        let (program, args) = self.command.split_first().context("no command")?;
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .with_context(|| format!("running {program}"))?;
+        let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
+        std::fs::write(&self.out, usage.max_rss().to_string())
+            .with_context(|| format!("writing {}", self.out.display()))?;
+        match status.code() {
+            Some(0) => Ok(()),
+            code => Err(xtask::Exit(code.unwrap_or(1)).into()),
+        }
+    }
 }

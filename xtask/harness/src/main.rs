@@ -29,5 +29,6 @@ fn try_main() -> Result<()> {
         flags::Command::E2eInside(cmd) => cmd.run(&sh),
         flags::Command::Bench(cmd) => cmd.run(&sh),
         flags::Command::Rehearse(cmd) => cmd.run(&sh),
+        flags::Command::MaxRss(cmd) => cmd.run(),
     }
 }

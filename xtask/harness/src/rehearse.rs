@@ -6,7 +6,7 @@ use crate::flags;
 use anyhow::{ensure, Context, Result};
 use oci_spec::image::ImageIndex;
 use xshell::{cmd, Shell};
-use xtask::release::Prepared;
+use xtask_publish::release::Prepared;
 
 impl flags::Rehearse {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -18,7 +18,7 @@ impl flags::Rehearse {
         let registry = Registry::start(sh, &dir.join("registry"))?;
         let authfile = registry.authfile(PASSWORD)?;
         let to = format!("{}/pause", registry.host);
-        release.push(&to, &[authfile])?;
+        release.push(&to.parse()?, &crate::e2e::registry::options(&authfile))?;
         check_referrers(sh, &to, &release)?;
         println!(
             "ok release dry run: {to}:{} {}; every arch's SBOM is a referrer",

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xshell::cmd;
-use xtask::wait::until_async;
 
 /// Orphans the workload leaves behind in the shared PID namespace.
 const ORPHANS: usize = 100;
@@ -39,7 +38,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     let workload_image = format!("{}/busybox:e2e", registry.host);
     push_workload_image(run, &workload_image)?;
     let containerd = start(&dir, registry, &sandbox_image)?;
-    xtask::runtime()?.block_on(async {
+    xtask_publish::runtime()?.block_on(async {
         let mut cri = connect(&containerd.socket).await?;
         let version = cri.version().await?;
         ok(format!(
@@ -408,4 +407,28 @@ fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
     let creds = format!("{USER}:{PASSWORD}");
     cmd!(run.sh, "skopeo copy -q --dest-tls-verify=false --dest-creds {creds} oci:{layout_dir}:e2e docker://{reference}").quiet().run()?;
     Ok(())
+}
+
+/// `xtask::wait::until` for an async probe (the CRI's), sleeping on the runtime rather
+/// than the thread.
+async fn until_async<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut probe: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe().await? {
+            return Ok(value);
+        }
+        if started.elapsed() >= limit {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(every).await;
+    }
 }

@@ -9,8 +9,9 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use std::io::Read;
 use std::path::Path;
 use xshell::cmd;
+use xtask::elf;
 use xtask::image::{self, arch_tag};
-use xtask::{elf, push};
+use xtask_publish::push;
 
 /// Assembles twice into two directories: the index digests must be equal.
 pub fn reproducible(run: &Run) -> Result<()> {
@@ -104,12 +105,12 @@ pub fn registry(run: &Run, registry: &Registry) -> Result<()> {
 /// A push killed after two blob uploads completes when run again.
 fn push_resumes(run: &Run, registry: &Registry, reference: &str) -> Result<String> {
     let good = registry.authfile(super::registry::PASSWORD)?;
-    let rt = xtask::runtime()?;
+    let rt = xtask_publish::runtime()?;
     let err = rt
         .block_on(push::seam::push_interrupted(
             &run.layout,
-            reference,
-            std::slice::from_ref(&good),
+            &reference.parse()?,
+            &super::registry::options(&good),
             2,
         ))
         .unwrap_err();
@@ -117,7 +118,7 @@ fn push_resumes(run: &Run, registry: &Registry, reference: &str) -> Result<Strin
         format!("{err:#}").contains("interrupted"),
         "unexpected: {err:#}"
     );
-    let digest = rt.block_on(push::push(&run.layout, reference, &[good], false))?;
+    let digest = super::registry::push(&run.layout, reference, &good)?;
     ensure!(
         digest == run.image.index.digest().to_string(),
         "pushed {digest}, layout has {}",

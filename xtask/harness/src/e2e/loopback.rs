@@ -22,7 +22,16 @@ impl Server {
         threaded: bool,
         handle: impl Fn(TcpStream) -> Result<()> + Send + Sync + 'static,
     ) -> Result<Server> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Server::start_on("127.0.0.1", threaded, handle)
+    }
+
+    /// `start`, on a free port of `ip` (another loopback address: `127.0.0.2`).
+    pub fn start_on(
+        ip: &str,
+        threaded: bool,
+        handle: impl Fn(TcpStream) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<Server> {
+        let listener = TcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));

@@ -11,6 +11,8 @@ mod containerd;
 mod cri;
 mod faults;
 mod image;
+mod liar;
+mod lies;
 mod loopback;
 mod podman;
 pub mod registry;
@@ -81,10 +83,17 @@ pub fn check_pid1_as_65535(pid: u32) -> Result<()> {
 /// network namespace) rather than a path to the binary: cargo may have replaced
 /// target/debug/xtask since it started. Add its arguments, then `Said::of` runs it.
 pub fn xtask_cli(sh: &Shell) -> xshell::Cmd<'_> {
-    cmd!(
+    as_cli(cmd!(
         sh,
         "cargo run --locked --offline --quiet -p xtask --bin xtask --"
-    )
+    ))
+}
+
+/// `cmd` with every cargo in it offline and quiet, also the one xtask runs for the
+/// publishing crate: its output is then the command's own.
+pub fn as_cli(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    cmd.env("CARGO_NET_OFFLINE", "true")
+        .env("CARGO_TERM_QUIET", "true")
 }
 
 /// What a command printed, and its exit status.
@@ -201,6 +210,7 @@ impl flags::E2eInside {
         let rebuild = reproduce::rebuild_in_background(&run);
         image::registry(&run, &registry)?;
         faults::check(&run, &registry)?;
+        lies::check(&run, &registry)?;
         containerd::check(&run, &registry)?;
         // containerd's check pushed the workload image.
         podman::check(&run, &registry, &format!("{}/busybox:e2e", registry.host))?;

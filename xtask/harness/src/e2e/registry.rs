@@ -121,6 +121,22 @@ pub fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> Result<Pa
     Ok(path)
 }
 
+/// `xtask_publish::push::push` of `layout` to `to` (`REGISTRY/REPO[:TAG]`) with the
+/// credentials in `authfile`, as `cargo xtask push` runs it.
+pub fn push(layout: &Path, to: &str, authfile: &Path) -> Result<String> {
+    let options = options(authfile);
+    xtask_publish::runtime()?.block_on(xtask_publish::push::push(layout, &to.parse()?, &options))
+}
+
+/// Registry options with the credentials in `authfile` and the default deadline.
+pub fn options(authfile: &Path) -> xtask_publish::registry::Options {
+    xtask_publish::registry::Options {
+        authfiles: vec![authfile.to_path_buf()],
+        insecure: false,
+        timeout: xtask_publish::registry::DEFAULT_TIMEOUT,
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use xtask::build::{self, BuildRecord, DistBinary};
 use xtask::image::{self, Sources};
-use xtask::push;
-use xtask::reproduce::rebuild::{self, Provenance};
+use xtask_publish::reproduce::rebuild::{self, Provenance};
 
 /// A commit id that no repository holds.
 const NO_SUCH_REVISION: &str = "0000000000000000000000000000000000c0ffee";
@@ -85,7 +84,6 @@ pub fn check(
         ),
     ];
     let authfile = registry.authfile(super::registry::PASSWORD)?;
-    let rt = xtask::runtime()?;
     for (name, binaries, revision, code) in cases {
         let layout = dir.join(name).join("pause");
         let sources = Sources {
@@ -94,12 +92,7 @@ pub fn check(
         };
         image::assemble(sh, &sources, &layout)?;
         let to = format!("{}/reproduce-{name}:{}", registry.host, run.version);
-        let digest = rt.block_on(push::push(
-            &layout,
-            &to,
-            std::slice::from_ref(&authfile),
-            false,
-        ))?;
+        let digest = super::registry::push(&layout, &to, &authfile)?;
         let by_digest = format!("{}/reproduce-{name}@{digest}", registry.host);
         let oci = format!("oci:{}:{}", layout.display(), run.version);
         for reference in [by_digest, oci] {

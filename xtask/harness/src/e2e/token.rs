@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use xshell::{cmd, Shell};
 use xtask::image::{self, Sources};
-use xtask::push;
 
 const SERVICE: &str = "pause-e2e";
 const ISSUER: &str = "pause-e2e-issuer";
@@ -275,8 +274,7 @@ pub fn check(run: &Run) -> Result<()> {
     let (layout, revision) = probe_layout(run, &dir)?;
     let good = authfile(&dir, host, USER, PASSWORD)?;
     let to = format!("{host}/pause:{}", run.version);
-    let digest =
-        xtask::runtime()?.block_on(push::push(&layout, &to, std::slice::from_ref(&good), false))?;
+    let digest = super::registry::push(&layout, &to, &good)?;
     ok(format!(
         "token: push to {to} went challenge → token → push ({digest}); the issuer granted {:?}",
         tokens.granted()
@@ -311,23 +309,30 @@ fn probe_layout(run: &Run, dir: &Path) -> Result<(PathBuf, String)> {
 fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Result<()> {
     let wrong = authfile(dir, host, USER, "wrong-password")?;
     let reader = authfile(dir, host, READER, PASSWORD)?;
-    for (who, file, expected) in [
+    let refused = format!("{host} refused to let these credentials push");
+    // A new repository: the first write refused is a blob upload, not a manifest.
+    let new_repo = format!("{host}/never-pushed:{}", run.version);
+    let cases = [
         (
             "a wrong password",
             &wrong,
-            format!("authentication to {host} failed"),
+            to,
+            vec![format!("authentication to {host} failed")],
         ),
+        ("a pull-only token", &reader, to, vec![refused.clone()]),
         (
-            "a pull-only token",
+            "a pull-only token, to a new repository",
             &reader,
-            format!("{host} refused to let these credentials push"),
+            new_repo.as_str(),
+            vec!["uploading blob".to_string(), refused],
         ),
-    ] {
+    ];
+    for (who, file, to, expected) in cases {
         let push = xtask_cli(run.sh).args(["push", "--layout"]).arg(layout);
         let said = Said::of(push.args(["--to", to, "--authfile"]).arg(file))?;
         let error = said
             .sole_error()
-            .filter(|e| !said.success() && e.contains(&expected))
+            .filter(|e| !said.success() && expected.iter().all(|x| e.contains(x)))
             .with_context(|| {
                 format!(
                     "push with {who} did not stop with one line naming {expected:?}: {:?}",

@@ -1,14 +1,15 @@
 //! The image being checked, as it was published: from a registry or an OCI layout,
 //! each digest that reproduce compares, and the annotations that say how to rebuild it.
 
-use crate::image::layout::{self, Layout};
-use crate::platform::{self, Platform};
-use crate::registry::{self, Session};
+use crate::registry::referrers::Referrers;
+use crate::registry::{self, Access, Session};
 use anyhow::{bail, Context, Result};
-use oci_client::{Reference, RegistryOperation};
+use oci_spec::distribution::Reference;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use xtask::image::layout::{self, Layout};
+use xtask::platform::{self, Platform};
 
 /// Where the published image is: `REGISTRY/REPO:TAG`, `REGISTRY/REPO@sha256:…`, or
 /// `oci:DIR[:TAG]`.
@@ -28,7 +29,7 @@ impl Source {
             bail!("invalid reference {text:?}: expected oci:DIR[:TAG]");
         }
         if let Some(tag) = &tag {
-            crate::version::validate(tag).with_context(|| format!("invalid reference {text:?}"))?;
+            xtask::version::validate(tag).with_context(|| format!("invalid reference {text:?}"))?;
         }
         Ok(Source::Layout {
             dir: PathBuf::from(dir),
@@ -72,15 +73,16 @@ pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<Image> {
 
 /// The image `session.target` names, read from its registry.
 pub async fn from_registry(session: &Session) -> Result<Image> {
-    session.login(RegistryOperation::Pull).await?;
+    session.login(Access::Read).await?;
     let target = &session.target;
-    let (bytes, digest) = pull(session, target).await?;
+    let tag_or_digest = target.digest().or(target.tag()).unwrap_or("latest");
+    let (bytes, digest) = pull(session, tag_or_digest).await?;
     let index: ImageIndex = serde_json::from_slice(&bytes).with_context(|| {
         format!("{target} is not an image index; reproduce checks multi-arch images")
     })?;
     let mut platforms = Vec::new();
     for desc in index.manifests() {
-        let (bytes, _) = pull(session, &session.at(desc.digest().as_ref())).await?;
+        let (bytes, _) = pull(session, desc.digest().as_ref()).await?;
         let sbom = sbom_of(session, desc).await?;
         platforms.push(platform_image(desc, &bytes, sbom)?);
     }
@@ -92,43 +94,39 @@ pub async fn from_registry(session: &Session) -> Result<Image> {
 }
 
 /// A manifest or index as the registry serves it, with the digest of those bytes
-/// (checked against the reference's digest, if it names one). Retried as push's
-/// requests are.
-async fn pull(session: &Session, reference: &Reference) -> Result<(Vec<u8>, String)> {
-    let accept = [
-        MediaType::ImageIndex.to_string(),
-        MediaType::ImageManifest.to_string(),
-    ];
-    let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
-    let what = format!("reading {reference}");
-    let (bytes, _) = session
-        .retrying(&what, || {
-            session
-                .client
-                .pull_manifest_raw(reference, &session.auth, &accept)
+/// (checked against the digest asked for, if one was). Retried as push's requests are.
+async fn pull(session: &Session, tag_or_digest: &str) -> Result<(Vec<u8>, String)> {
+    let shown = session.at(tag_or_digest);
+    let bytes = session
+        .read(&format!("reading {shown}"), || {
+            session.manifest(tag_or_digest)
         })
-        .await?;
+        .await?
+        .with_context(|| format!("{} has no {shown}", session.host))?;
     // Our own digest of what came: the comparison must not trust the registry's word.
-    let digest = format!("sha256:{}", crate::build::sha256_hex(&bytes));
-    if let Some(wanted) = reference.digest() {
-        if wanted != digest {
-            bail!("{} served bytes of {digest} for {reference}", session.host);
-        }
+    let digest = format!("sha256:{}", xtask::build::sha256_hex(&bytes));
+    if tag_or_digest.starts_with("sha256:") && tag_or_digest != digest {
+        bail!("{} served bytes of {digest} for {shown}", session.host);
     }
-    Ok((bytes.to_vec(), digest))
+    Ok((bytes, digest))
 }
 
-/// The SBOM listed under the referrers fallback tag of `manifest`, if any.
+/// The SBOM listed under the referrers fallback tag of `manifest`. `None` only when
+/// the registry says there is no such tag: no SBOM was published. Any other failure,
+/// or a body that is no index, is an error (reproduce cannot say "identical").
 async fn sbom_of(session: &Session, manifest: &Descriptor) -> Result<Option<String>> {
-    let fallback = session.at(&layout::referrers_tag(manifest));
-    let Ok((bytes, _)) = pull(session, &fallback).await else {
+    let fallback = layout::referrers_tag(manifest);
+    let what = format!("reading referrers {fallback}");
+    let fetched = session.read(&what, || session.manifest(&fallback)).await?;
+    if fetched.is_none() {
         return Ok(None);
-    };
-    let referrers: ImageIndex = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{fallback} is not a referrers index"))?;
-    let sbom_type = MediaType::Other(crate::image::sbom::MEDIA_TYPE.to_string());
+    }
+    let shown = format!("the referrers tag {fallback} on {}", session.host);
+    let referrers = Referrers::from_fetched(fetched.as_deref(), &shown)
+        .map_err(|err| anyhow::anyhow!("{}", session.redact(&format!("{err:#}"))))?;
+    let sbom_type = MediaType::Other(xtask::image::sbom::MEDIA_TYPE.to_string());
     Ok(referrers
-        .manifests()
+        .descriptors()
         .iter()
         .find(|d| d.artifact_type().as_ref() == Some(&sbom_type))
         .map(|d| d.digest().to_string()))

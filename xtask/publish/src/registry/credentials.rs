@@ -15,9 +15,41 @@
 
 use anyhow::{bail, Context, Result};
 use docker_credential::{CredentialRetrievalError as E, DockerCredential};
-use oci_client::secrets::RegistryAuth;
 use std::path::{Path, PathBuf};
 use xshell::Shell;
+
+/// What a registry gets to prove who we are. `Debug` never shows the password.
+#[derive(Clone, PartialEq)]
+pub enum Credentials {
+    Anonymous,
+    Basic { user: String, password: String },
+}
+
+impl Credentials {
+    /// The strings that must never be printed: the password, and the header value
+    /// that carries it (`base64(user:password)`).
+    pub fn secrets(&self) -> Vec<String> {
+        use base64::Engine;
+        match self {
+            Credentials::Anonymous => Vec::new(),
+            Credentials::Basic { user, password } => vec![
+                password.clone(),
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { user, .. } => {
+                write!(f, "Basic {{ user: {user:?}, password: <not shown> }}")
+            }
+        }
+    }
+}
 
 /// The auth files to look in, in order (only those that exist, but an explicit one is
 /// kept so that reading it fails with its name).
@@ -45,16 +77,16 @@ pub fn auth_files(sh: &Shell, given: Option<PathBuf>) -> Vec<PathBuf> {
 
 /// The credentials for `host` from the first of `files` that has some; anonymous when
 /// none has.
-pub fn lookup(files: &[PathBuf], host: &str) -> Result<RegistryAuth> {
+pub fn lookup(files: &[PathBuf], host: &str) -> Result<Credentials> {
     for path in files {
         if let Some(auth) = from_file(path, host)? {
             return Ok(auth);
         }
     }
-    Ok(RegistryAuth::Anonymous)
+    Ok(Credentials::Anonymous)
 }
 
-fn from_file(path: &Path, host: &str) -> Result<Option<RegistryAuth>> {
+fn from_file(path: &Path, host: &str) -> Result<Option<Credentials>> {
     let text =
         std::fs::read(path).with_context(|| format!("reading auth file {}", path.display()))?;
     let config: serde_json::Value = serde_json::from_slice(&text).with_context(|| {
@@ -74,7 +106,10 @@ fn from_file(path: &Path, host: &str) -> Result<Option<RegistryAuth>> {
         }
         match docker_credential::get_credential_from_reader(text.as_slice(), key) {
             Ok(DockerCredential::UsernamePassword(user, secret)) => {
-                return Ok(Some(RegistryAuth::Basic(user, secret)))
+                return Ok(Some(Credentials::Basic {
+                    user,
+                    password: secret,
+                }))
             }
             // Helpers answer `<token>` as the user for an identity token.
             Ok(DockerCredential::IdentityToken(_)) => bail!(
@@ -142,7 +177,7 @@ mod tests {
             &format!(r#"{{"auths":{{"https://ghcr.io":{{"auth":"{encoded}"}}}}}}"#),
         );
         let basic = |auth| match auth {
-            RegistryAuth::Basic(user, pass) => (user, pass),
+            Credentials::Basic { user, password } => (user, password),
             other => panic!("expected basic auth, got {other:?}"),
         };
         let alice = ("alice".to_string(), "s3cr:et".to_string());
@@ -161,7 +196,7 @@ mod tests {
         );
         assert!(matches!(
             lookup(&[plain], "ghcr.io").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Anonymous
         ));
 
         let bad = file(

@@ -7,13 +7,17 @@
 //! own, and clearing it would throw away every build script and force full rebuilds.)
 //! `--dry-run` is the harness's: it pushes to a docker-registry it starts on loopback.
 
-use crate::image::description::ImageDescription;
-use crate::image::{self, Assembled};
-use crate::version::{self, Version};
-use crate::{build, flags, push};
+use crate::registry::Options;
+use crate::registry::Target;
+use crate::{flags, push};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use xshell::Shell;
+use xtask::build;
+use xtask::image::description::ImageDescription;
+use xtask::image::{self, Assembled};
+use xtask::version::{self, Version};
 
 impl flags::Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -26,14 +30,18 @@ impl flags::Release {
             if let Some(version) = self.version {
                 args.extend(["--version".to_string(), version.to_string()]);
             }
-            return crate::harness::run(sh, &args);
+            return xtask::programs::Program::Harness.run(sh, &args);
         }
         let Some(to) = self.to else {
             bail!("release needs --to REGISTRY/REPO, or --dry-run")
         };
         let release = Prepared::new(sh, self.version, self.builder)?;
-        let authfiles = crate::registry::credentials::auth_files(sh, None);
-        release.push(&to, &authfiles)?;
+        let options = Options {
+            authfiles: crate::registry::credentials::auth_files(sh, None),
+            insecure: false,
+            timeout: Duration::from_secs(self.timeout),
+        };
+        release.push(&to, &options)?;
         println!("released {to}:{} {}", release.version, release.digest);
         release.print_assets();
         Ok(())
@@ -50,7 +58,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(sh: &Shell, version: Option<Version>, builder: flags::Builder) -> Result<Prepared> {
+    pub fn new(
+        sh: &Shell,
+        version: Option<Version>,
+        builder: xtask::flags::Builder,
+    ) -> Result<Prepared> {
         let root = sh.current_dir();
         let desc = ImageDescription::load(&root)?;
         let version = version::resolve(sh, version)?;
@@ -90,8 +102,8 @@ impl Prepared {
     }
 
     /// Pushes the layout to `to` and checks that the registry holds the same index.
-    pub fn push(&self, to: &str, authfiles: &[PathBuf]) -> Result<()> {
-        let pushed = crate::runtime()?.block_on(push::push(&self.layout, to, authfiles, false))?;
+    pub fn push(&self, to: &Target, options: &Options) -> Result<()> {
+        let pushed = crate::runtime()?.block_on(push::push(&self.layout, to, options))?;
         ensure!(
             pushed == self.digest,
             "pushed {pushed}, layout has {}",
@@ -110,7 +122,7 @@ impl Prepared {
 }
 
 fn sbom_bytes(layout: &Path, sbom_manifest: &oci_spec::image::Descriptor) -> Result<Vec<u8>> {
-    let read = |digest: &str| crate::image::layout::read_blob(layout, digest);
+    let read = |digest: &str| xtask::image::layout::read_blob(layout, digest);
     let manifest: oci_spec::image::ImageManifest =
         serde_json::from_slice(&read(sbom_manifest.digest().as_ref())?)?;
     let layer = manifest

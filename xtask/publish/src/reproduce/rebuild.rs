@@ -3,20 +3,20 @@
 //! built with the zig builder and the pinned toolchain, assembled at the published
 //! creation time.
 
-use crate::build;
-use crate::flags::Builder;
-use crate::image::description::ImageDescription;
-use crate::image::{self, Sources};
-use crate::platform::Platform;
 use anyhow::{bail, Context, Result};
 use oci_spec::image as oci;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
+use xtask::build;
+use xtask::flags::Builder;
+use xtask::image::description::ImageDescription;
+use xtask::image::{self, Sources};
+use xtask::platform::Platform;
 
 /// What the index annotations say about how the image was made.
 pub struct Provenance {
-    pub version: crate::version::Version,
+    pub version: xtask::version::Version,
     pub revision: String,
     pub source: String,
     pub created: String,
@@ -30,7 +30,7 @@ impl Provenance {
                 format!("the image index has no {key} annotation; only images `cargo xtask image` made can be reproduced")
             })
         };
-        let version: crate::version::Version = get(oci::ANNOTATION_VERSION)?.parse()?;
+        let version: xtask::version::Version = get(oci::ANNOTATION_VERSION)?.parse()?;
         let revision = get(oci::ANNOTATION_REVISION)?;
         let created = get(oci::ANNOTATION_CREATED)?;
         let source = annotations

@@ -4,19 +4,19 @@
 //! tests check it); `execute` does it. Order matters to registries: blobs first
 //! (skipping those already there, so a push that was interrupted completes when run
 //! again), then each manifest by digest, subjects before the artifacts that refer to
-//! them, then the index under its tag, the per-arch tags, and the OCI 1.1 referrers
-//! fallback tags (`sha256-<hex>`) for the SBOMs. Manifests go up as their exact layout
-//! bytes, so digests survive. Tags come last: nothing is tagged before all it names is
-//! there.
+//! them; then the tags: the OCI 1.1 referrers fallback tags (`sha256-<hex>`) for the
+//! SBOMs, the per-arch tags, and last the index under VERSION. Manifests go up as
+//! their exact layout bytes, so digests survive. A push that fails anywhere leaves
+//! VERSION where it was; running it again completes the job.
 
 use crate::flags;
-use crate::image::layout::{self, Layout};
-use crate::registry::{self, Session};
+use crate::registry::referrers::Referrers;
+use crate::registry::{Access, Options, Session, Target};
 use anyhow::{bail, Context, Result};
-use oci_client::RegistryOperation;
-use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
-use std::path::{Path, PathBuf};
+use oci_spec::image::{Descriptor, ImageManifest, MediaType};
+use std::path::Path;
 use xshell::Shell;
+use xtask::image::layout::{self, Layout};
 
 impl flags::Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -24,15 +24,14 @@ impl flags::Push {
             Some(dir) => dir,
             None => {
                 let root = sh.current_dir();
-                crate::image::default_output(
+                xtask::image::default_output(
                     &root,
-                    &crate::image::description::ImageDescription::load(&root)?,
+                    &xtask::image::description::ImageDescription::load(&root)?,
                 )
             }
         };
-        let authfiles = registry::credentials::auth_files(sh, self.authfile);
-        let digest =
-            crate::runtime()?.block_on(push(&layout, &self.to, &authfiles, self.insecure))?;
+        let options = self.registry.options(sh);
+        let digest = crate::runtime()?.block_on(push(&layout, &self.to, &options))?;
         println!("{digest}");
         Ok(())
     }
@@ -60,7 +59,7 @@ pub struct Plan {
 impl Plan {
     /// The plan for pushing `layout` as `tag`.
     pub fn new(layout: &Layout, tag: &str) -> Result<Plan> {
-        crate::version::validate(tag)?;
+        xtask::version::validate(tag)?;
         let mut blobs: Vec<Descriptor> = Vec::new();
         let mut manifests = Vec::new();
         let mut arch_tags = Vec::new();
@@ -106,37 +105,17 @@ impl Plan {
     }
 }
 
-/// The tag a push to `to` uses: its own, else the layout's.
-fn tag_of(to: &str, layout: &Layout) -> String {
-    registry::split_tag(to)
-        .1
-        .map_or_else(|| layout.tag.clone(), str::to_string)
-}
-
-/// Pushes the layout at `layout_dir` to `to` and returns the index digest.
-pub async fn push(
-    layout_dir: &Path,
-    to: &str,
-    authfiles: &[PathBuf],
-    insecure: bool,
-) -> Result<String> {
-    let (session, plan) = prepare(layout_dir, to, authfiles, insecure)?;
+/// Pushes the layout at `layout_dir` to `to` (the tag defaults to the layout's) and
+/// returns the index digest.
+pub async fn push(layout_dir: &Path, to: &Target, options: &Options) -> Result<String> {
+    let (session, plan) = prepare(layout_dir, to, options)?;
     execute(&session, &plan, &mut |_| Ok(())).await
 }
 
-fn prepare(
-    layout_dir: &Path,
-    to: &str,
-    authfiles: &[PathBuf],
-    insecure: bool,
-) -> Result<(Session, Plan)> {
-    let target = registry::parse_reference(to)?;
-    if target.digest().is_some() {
-        bail!("invalid reference {to:?}: push by tag, not by digest");
-    }
+fn prepare(layout_dir: &Path, to: &Target, options: &Options) -> Result<(Session, Plan)> {
     let layout = Layout::read(layout_dir, None)?;
-    let plan = Plan::new(&layout, &tag_of(to, &layout))?;
-    Ok((Session::new(target, authfiles, insecure)?, plan))
+    let plan = Plan::new(&layout, to.tag.as_deref().unwrap_or(&layout.tag))?;
+    Ok((Session::new(to.repository.clone(), options)?, plan))
 }
 
 /// What only tests reach: a push that stops as a killed one would.
@@ -147,11 +126,11 @@ pub mod seam {
     /// as a push killed there would: the e2e suite proves the next push completes it.
     pub async fn push_interrupted(
         layout_dir: &Path,
-        to: &str,
-        authfiles: &[PathBuf],
+        to: &Target,
+        options: &Options,
         after: usize,
     ) -> Result<String> {
-        let (session, plan) = prepare(layout_dir, to, authfiles, false)?;
+        let (session, plan) = prepare(layout_dir, to, options)?;
         execute(&session, &plan, &mut |uploaded| {
             if uploaded == after {
                 bail!("push interrupted after {uploaded} blob uploads");
@@ -168,20 +147,16 @@ async fn execute(
     plan: &Plan,
     before_upload: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<String> {
-    session.login(RegistryOperation::Push).await?;
+    session.login(Access::Write).await?;
     let total = plan.steps();
     let mut step = 0;
     let mut uploaded = 0;
     for blob in &plan.blobs {
         step += 1;
         let digest = blob.digest().to_string();
-        let reference = session.at(&plan.tag);
         let size = blob.size();
         let what = format!("checking for blob {digest}");
-        let there = session
-            .retrying(&what, || session.client.blob_exists(&reference, &digest))
-            .await?;
-        if there {
+        if session.read(&what, || session.blob_exists(&digest)).await? {
             eprintln!("[{step}/{total}] blob {digest} ({size} bytes) already there");
             continue;
         }
@@ -190,9 +165,7 @@ async fn execute(
         uploaded += 1;
         let what = format!("uploading blob {digest}");
         session
-            .retrying(&what, || {
-                session.client.push_blob(&reference, data.clone(), &digest)
-            })
+            .write(&what, || session.upload_blob(&digest, &data))
             .await?;
         eprintln!("[{step}/{total}] blob {digest} ({size} bytes) uploaded");
     }
@@ -202,40 +175,33 @@ async fn execute(
         put_manifest(session, &digest, bytes, desc.media_type()).await?;
         eprintln!("[{step}/{total}] manifest {digest} pushed");
     }
-    step += 1;
-    let (tag, index_digest) = (&plan.tag, plan.index.digest().to_string());
-    put_manifest(session, tag, &plan.index_bytes, &MediaType::ImageIndex).await?;
-    eprintln!("[{step}/{total}] index {index_digest} tagged {tag}");
+    // Tags, VERSION last: each names only what is already there.
+    for (fallback_tag, desc) in &plan.referrers {
+        tag_referrer(session, fallback_tag, desc).await?;
+    }
     for (arch_tag, desc) in &plan.arch_tags {
         let bytes = manifest_bytes(plan, desc)?;
         put_manifest(session, arch_tag, bytes, desc.media_type()).await?;
         eprintln!("tagged {arch_tag} {}", desc.digest());
     }
-    for (fallback_tag, desc) in &plan.referrers {
-        tag_referrer(session, fallback_tag, desc).await?;
-    }
+    step += 1;
+    let (tag, index_digest) = (&plan.tag, plan.index.digest().to_string());
+    put_manifest(session, tag, &plan.index_bytes, &MediaType::ImageIndex).await?;
+    eprintln!("[{step}/{total}] index {index_digest} tagged {tag}");
 
     // What the registry now serves under the tag must be what the layout holds.
-    let reference = session.at(tag);
     let served = session
-        .retrying(&format!("reading back {tag}"), || {
-            session
-                .client
-                .fetch_manifest_digest(&reference, &session.auth)
-        })
-        .await?;
+        .read(&format!("reading back {tag}"), || session.manifest(tag))
+        .await?
+        .with_context(|| format!("{} has no {tag} right after it was pushed", session.host))?;
+    let served = format!("sha256:{}", xtask::build::sha256_hex(&served));
     if served != index_digest {
         bail!(
             "{} serves {served} for {tag} but the layout's index is {index_digest}",
             session.host
         );
     }
-    let target = &session.target;
-    eprintln!(
-        "pushed {}/{}:{tag} {index_digest}",
-        target.registry(),
-        target.repository()
-    );
+    eprintln!("pushed {} {index_digest}", session.at(tag));
     Ok(index_digest)
 }
 
@@ -248,38 +214,27 @@ fn manifest_bytes<'p>(plan: &'p Plan, desc: &Descriptor) -> Result<&'p [u8]> {
 }
 
 /// Adds `artifact` to the referrers index under `fallback_tag`, merging with what is
-/// there: other tools (cosign, scanners) may have added theirs.
+/// there: other tools (cosign, scanners) may have added theirs, and their entries are
+/// kept as they are. Only a tag the registry says is not there starts an empty list;
+/// any other failure, or a body that is no index, stops the push before it writes.
 async fn tag_referrer(session: &Session, fallback_tag: &str, artifact: &Descriptor) -> Result<()> {
-    let accept = MediaType::ImageIndex.to_string();
-    let accept = [accept.as_str()];
-    let reference = session.at(fallback_tag);
-    // No such tag yet (404) is the usual answer: an empty list.
-    let existing = session
-        .retrying(&format!("reading referrers {fallback_tag}"), || {
-            session
-                .client
-                .pull_manifest_raw(&reference, &session.auth, &accept)
-        })
-        .await;
-    let mut referrers: Vec<Descriptor> = match existing {
-        Ok((bytes, _)) => serde_json::from_slice::<ImageIndex>(&bytes)
-            .map(|i| i.manifests().clone())
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    if referrers.iter().any(|r| r.digest() == artifact.digest()) {
+    let what = format!("reading referrers {fallback_tag}");
+    let fetched = session
+        .read(&what, || session.manifest(fallback_tag))
+        .await?;
+    let shown = format!("the referrers tag {fallback_tag} on {}", session.host);
+    let mut referrers = Referrers::from_fetched(fetched.as_deref(), &shown)
+        .map_err(|err| anyhow::anyhow!("{}", session.redact(&format!("{err:#}"))))?;
+    if !referrers.add(artifact)? {
         return Ok(());
     }
-    let mut entry = artifact.clone();
-    entry.set_annotations(None);
-    referrers.push(entry);
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(referrers)
-        .build()?;
-    let bytes = layout::canonical_json(&index)?;
-    put_manifest(session, fallback_tag, &bytes, &MediaType::ImageIndex).await?;
+    put_manifest(
+        session,
+        fallback_tag,
+        &referrers.to_bytes()?,
+        &MediaType::ImageIndex,
+    )
+    .await?;
     eprintln!(
         "tagged {fallback_tag} (referrers: SBOM {})",
         artifact.digest()
@@ -293,16 +248,11 @@ async fn put_manifest(
     tag_or_digest: &str,
     bytes: &[u8],
     media_type: &MediaType,
-) -> Result<String> {
-    let content_type = http::HeaderValue::from_str(media_type.as_ref())
-        .context("a media type that is no header value")?;
-    let reference = session.at(tag_or_digest);
+) -> Result<()> {
     let what = format!("putting manifest {tag_or_digest}");
     session
-        .retrying_write(&what, || {
-            session
-                .client
-                .push_manifest_raw(&reference, bytes.to_vec(), content_type.clone())
+        .write(&what, || {
+            session.put_manifest(tag_or_digest, bytes, media_type)
         })
         .await
 }
@@ -310,9 +260,9 @@ async fn put_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::layout::LayoutWriter;
-    use oci_spec::image::{ImageManifestBuilder, ANNOTATION_REF_NAME};
+    use oci_spec::image::{ImageIndexBuilder, ImageManifestBuilder, ANNOTATION_REF_NAME};
     use std::collections::HashMap;
+    use xtask::image::layout::LayoutWriter;
 
     fn named(mut desc: Descriptor, name: &str) -> Descriptor {
         desc.set_annotations(Some(HashMap::from([(

@@ -8,7 +8,7 @@ pub mod published;
 pub mod rebuild;
 
 use crate::flags;
-use crate::registry::{self, Session};
+use crate::registry::Session;
 use anyhow::Result;
 use published::{Image, PlatformImage, Source};
 use rebuild::Provenance;
@@ -18,10 +18,10 @@ impl flags::Reproduce {
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.reproduce(sh) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(crate::Exit(1).into()),
+            Ok(false) => Err(xtask::Exit(1).into()),
             Err(err) => {
                 eprintln!("error: {err:#}");
-                Err(crate::Exit(2).into())
+                Err(xtask::Exit(2).into())
             }
         }
     }
@@ -31,8 +31,7 @@ impl flags::Reproduce {
         let published = match Source::parse(&self.reference)? {
             Source::Layout { dir, tag } => published::from_layout(&dir, tag.as_deref())?,
             Source::Registry(reference) => {
-                let authfiles = registry::credentials::auth_files(sh, self.authfile.clone());
-                let session = Session::new(reference, &authfiles, self.insecure)?;
+                let session = Session::new(reference, &self.registry.options(sh))?;
                 crate::runtime()?.block_on(published::from_registry(&session))?
             }
         };
