@@ -34,13 +34,7 @@ impl Session {
             .get(WWW_AUTHENTICATE)
             .and_then(|h| h.to_str().ok());
         let (401, Some(header)) = (answer.status, header) else {
-            let (codes, message) = super::failure::error_envelope(&answer.body);
-            return Err(Failure::Status {
-                status: answer.status,
-                url: shown(&url),
-                codes,
-                message,
-            });
+            return Err(answer.failure(&url));
         };
         let authorization = match challenge(header).map_err(|detail| Failure::Protocol {
             url: shown(&url),

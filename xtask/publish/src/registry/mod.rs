@@ -74,6 +74,19 @@ struct Answer {
     body: Vec<u8>,
 }
 
+impl Answer {
+    /// This answer to `url` as the failure it is (its status was not a success).
+    fn failure(&self, url: &str) -> Failure {
+        let (codes, message) = failure::error_envelope(&self.body);
+        Failure::Status {
+            status: self.status,
+            url: shown(url),
+            codes,
+            message,
+        }
+    }
+}
+
 impl Session {
     /// A session for `target` (credentials looked up for its registry); nothing is
     /// sent until the first request.
@@ -328,13 +341,7 @@ impl Session {
         if (200..300).contains(&answer.status) {
             return Ok(answer);
         }
-        let (codes, message) = failure::error_envelope(&answer.body);
-        Err(Failure::Status {
-            status: answer.status,
-            url: shown(url),
-            codes,
-            message,
-        })
+        Err(answer.failure(url))
     }
 
     /// Sends `request` to `url` under the deadline and reads its answer within the
