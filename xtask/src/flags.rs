@@ -94,6 +94,14 @@ pub struct Image {
     /// Where the OCI layout goes.
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
+    /// Also write the image as one OCI archive here, for `ctr images import`,
+    /// `podman load` and `skopeo copy oci-archive:` on nodes with no registry.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<std::path::PathBuf>,
+    /// The full reference the archive names the image (what the runtime's sandbox
+    /// image setting must say, character for character). Default: localhost/pause:VERSION.
+    #[arg(long, value_name = "REF", requires = "archive")]
+    pub name: Option<crate::image::archive::ImageName>,
 }
 
 /// Push an image layout to a registry: blobs, manifests, SBOM referrers, per-arch

@@ -31,11 +31,11 @@ impl Program {
         }
         let (package, what) = (self.package(), args.first().map_or("", String::as_str));
         // Not quiet: the first run compiles the program, and that is progress to see.
-        // (std's Command, not xshell's: we need the exit status, whatever it is.)
+        // (std's Command, not xshell's: we need the exit status, whatever it is.) In
+        // the user's directory, as xtask runs: relative paths in `args` mean the same.
         let status = std::process::Command::new("cargo")
             .args(["run", "--locked", "-p", package, "--"])
             .args(args)
-            .current_dir(sh.current_dir())
             .status()
             .with_context(|| format!("running cargo for {package}"))?;
         match status.code() {

@@ -6,6 +6,7 @@
 //! `VERSION-linux-ARCH` (upstream's per-arch tags). Every JSON document is canonical
 //! and every timestamp comes from SOURCE_DATE_EPOCH, so digests are reproducible.
 
+pub mod archive;
 pub mod description;
 pub mod layout;
 pub mod sbom;
@@ -66,6 +67,15 @@ impl flags::Image {
             started.elapsed().as_secs_f64()
         );
         print_summary(&image, &output, &version);
+        if let Some(file) = self.archive {
+            let name = match self.name {
+                Some(name) => name,
+                None => archive::ImageName::local(&version)?,
+            };
+            let layout = layout::Layout::read(&output, Some(&version))?;
+            let sha256 = archive::write(&layout, &name, sources.epoch, &file)?;
+            println!("{}  {name}  sha256:{sha256}", file.display());
+        }
         Ok(())
     }
 }

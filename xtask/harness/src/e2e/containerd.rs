@@ -37,7 +37,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
     let sandbox_image = format!("{}/pause:{}", registry.host, run.version);
     let workload_image = format!("{}/busybox:e2e", registry.host);
     push_workload_image(run, &workload_image)?;
-    let containerd = start(&dir, registry, &sandbox_image)?;
+    let containerd = start(&dir, Some(registry), &sandbox_image)?;
     xtask_publish::runtime()?.block_on(async {
         let mut cri = connect(&containerd.socket).await?;
         let version = cri.version().await?;
@@ -75,7 +75,20 @@ async fn pod_checks(
     sandbox_image: &str,
     workload_image: &str,
 ) -> Result<()> {
-    let pod = run_sandbox(run, cri, dir, sandbox_image).await?;
+    let pod = run_sandbox(cri, dir).await?;
+    let pulled = cri
+        .image_status(sandbox_image)
+        .await?
+        .context("containerd has no sandbox image after RunPodSandbox")?;
+    let digest = pulled.repo_digests.first().cloned().unwrap_or_default();
+    let ours = run.image.index.digest().to_string();
+    ensure!(
+        digest.ends_with(&ours),
+        "containerd pulled {digest}, not our index {ours}"
+    );
+    ok(format!(
+        "containerd: RunPodSandbox pulled {sandbox_image} ({ours}) pid1 uid=65535 args [\"/pause\"]"
+    ));
     orphans_are_reaped(cri, &pod, workload_image).await?;
     stops_as_a_workload(cri, &pod, sandbox_image).await?;
     tear_down(cri, &pod).await
@@ -90,13 +103,8 @@ struct Pod {
 }
 
 /// RunPodSandbox of a hostNetwork pod (no CNI needed) whose containers share its PID
-/// namespace: containerd pulls our image, and pause is PID 1, uid 65535, `/pause`.
-async fn run_sandbox(
-    run: &Run<'_>,
-    cri: &mut CriClient,
-    dir: &Path,
-    sandbox_image: &str,
-) -> Result<Pod> {
+/// namespace: pause is PID 1, uid 65535, `/pause`.
+async fn run_sandbox(cri: &mut CriClient, dir: &Path) -> Result<Pod> {
     let namespaces = cri::NamespaceOption {
         network: cri::NamespaceMode::Node as i32,
         pid: cri::NamespaceMode::Pod as i32,
@@ -134,19 +142,6 @@ async fn run_sandbox(
         "the sandbox runs {:?}, not [\"/pause\"]",
         String::from_utf8_lossy(&cmdline)
     );
-    let pulled = cri
-        .image_status(sandbox_image)
-        .await?
-        .context("containerd has no sandbox image after RunPodSandbox")?;
-    let digest = pulled.repo_digests.first().cloned().unwrap_or_default();
-    let ours = run.image.index.digest().to_string();
-    ensure!(
-        digest.ends_with(&ours),
-        "containerd pulled {digest}, not our index {ours}"
-    );
-    ok(format!(
-        "containerd: RunPodSandbox pulled {sandbox_image} ({ours}) pid1 uid=65535 args [\"/pause\"]"
-    ));
     Ok(Pod {
         id,
         config,
@@ -299,14 +294,13 @@ async fn wait_for<T>(
 }
 
 /// containerd on a private socket, root and state under `dir`, pulling from `registry`.
-fn start(dir: &Path, registry: &Registry, sandbox_image: &str) -> Result<Containerd> {
-    let host = &registry.host;
-    let certs = dir.join("certs.d").join(host);
-    std::fs::create_dir_all(&certs)?;
-    std::fs::write(
-        certs.join("hosts.toml"),
-        format!("server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
-    )?;
+/// Starts containerd in `dir` with `sandbox_image`, pulling from `registry`; with no
+/// registry (an air-gapped node), logging at debug level, where a pull would show.
+fn start(dir: &Path, registry: Option<&Registry>, sandbox_image: &str) -> Result<Containerd> {
+    let pulls = match registry {
+        Some(registry) => registry_config(dir, registry)?,
+        None => "[debug]\n  level = \"debug\"\n".to_string(),
+    };
     let socket = dir.join("containerd.sock");
     let config = format!(
         r#"version = 2
@@ -326,17 +320,11 @@ state = "{state}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni}/bin"
     conf_dir = "{cni}/conf"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{certs_d}"
-    [plugins."io.containerd.grpc.v1.cri".registry.configs."{host}".auth]
-      username = "{USER}"
-      password = "{PASSWORD}"
-"#,
+{pulls}"#,
         root = dir.join("root").display(),
         state = dir.join("state").display(),
         socket = socket.display(),
         cni = dir.join("cni").display(),
-        certs_d = dir.join("certs.d").display(),
     );
     let config_path = dir.join("config.toml");
     std::fs::write(&config_path, config)?;
@@ -353,6 +341,63 @@ state = "{state}"
 
 /// A one-layer image with Debian's static busybox as /bin/sh and friends: the workload
 /// that makes orphans. Written with our layout code, pushed with skopeo.
+/// The CRI's registry section for `registry`: plain HTTP, our credentials.
+fn registry_config(dir: &Path, registry: &Registry) -> Result<String> {
+    let host = &registry.host;
+    let certs = dir.join("certs.d").join(host);
+    std::fs::create_dir_all(&certs)?;
+    std::fs::write(
+        certs.join("hosts.toml"),
+        format!("server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+    )?;
+    Ok(format!(
+        r#"  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{certs_d}"
+    [plugins."io.containerd.grpc.v1.cri".registry.configs."{host}".auth]
+      username = "{USER}"
+      password = "{PASSWORD}"
+"#,
+        certs_d = dir.join("certs.d").display(),
+    ))
+}
+
+/// An air-gapped node: no registry anywhere; the archive imported with `ctr`, the
+/// CRI's sandbox image set to its name, and a pod sandbox started through the CRI
+/// with pause as PID 1, uid 65535, and no pull in containerd's (debug) log.
+pub fn air_gapped(run: &Run, archive: &Path, name: &str) -> Result<()> {
+    let dir = run.work.join("containerd-airgap");
+    let containerd = start(&dir, None, name)?;
+    let socket = containerd.socket.clone();
+    xtask_publish::runtime()?.block_on(async {
+        let mut cri = connect(&socket).await?;
+        let imported = cmd!(run.sh, "ctr -a {socket} -n k8s.io images import {archive}")
+            .quiet()
+            .read()
+            .context("ctr images import")?;
+        let status = cri
+            .image_status(name)
+            .await?
+            .with_context(|| format!("the CRI does not know {name} after `ctr images import`"))?;
+        ensure!(
+            status.repo_tags.iter().any(|t| t == name),
+            "the CRI knows the import as {:?}, not {name}",
+            status.repo_tags
+        );
+        let pod = run_sandbox(&mut cri, &dir).await?;
+        let log = std::fs::read_to_string(dir.join("containerd.log"))?;
+        let pulls: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("PullImage") || l.contains("resolving"))
+            .collect();
+        ensure!(pulls.is_empty(), "containerd tried to pull: {pulls:?}");
+        ok(format!(
+            "air gap: containerd imported {name} from the archive ({}), RunPodSandbox with no registry: pause PID 1 uid=65535, no pull in its log",
+            imported.lines().last().unwrap_or_default().trim()
+        ));
+        tear_down(&mut cri, &pod).await
+    })
+}
+
 fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
     let busybox = std::fs::read("/bin/busybox")
         .context("reading /bin/busybox (apt-get install busybox-static)")?;

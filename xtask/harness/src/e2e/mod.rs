@@ -7,6 +7,7 @@
 //! a printed skip on a developer's machine and a failure under CI=true (`cargo xtask
 //! e2e` installs them first, as root on Debian).
 
+mod airgap;
 mod containerd;
 mod cri;
 mod faults;
@@ -214,6 +215,7 @@ impl flags::E2eInside {
         containerd::check(&run, &registry)?;
         // containerd's check pushed the workload image.
         podman::check(&run, &registry, &format!("{}/busybox:e2e", registry.host))?;
+        airgap::check(&run)?;
         reproduce::check(&run, &registry, rebuild)?;
         token::check(&run)?;
         drop(registry);

@@ -227,3 +227,47 @@ fn every_arch(run: &Run, image: &str, creds: &str) -> Result<()> {
     ));
     Ok(())
 }
+
+/// An air-gapped node: `podman load` of the archive into storage of its own, then a
+/// pod whose infra image is the archive's name: pause is the pod's PID 1, uid 65535.
+pub fn air_gapped(run: &Run, archive: &std::path::Path, name: &str) -> Result<()> {
+    let sh = run.sh;
+    let config = xtask::cross::podman_config(&run.work.join("podman-airgap"))?;
+    let _env: Vec<_> = config.iter().map(|(k, v)| sh.push_env(k, v)).collect();
+    let loaded = cmd!(sh, "podman load -i {archive}")
+        .quiet()
+        .read()
+        .context("podman load")?;
+    ensure!(
+        loaded
+            .lines()
+            .any(|l| l.trim() == format!("Loaded image: {name}")),
+        "podman load named the image {loaded:?}, not {name}"
+    );
+    let result = (|| -> Result<()> {
+        cmd!(sh, "podman pod create --name pause-airgap --infra-image {name} --share pid,ipc,uts --network host")
+            .quiet()
+            .ignore_stdout()
+            .run()?;
+        cmd!(sh, "podman pod start pause-airgap")
+            .quiet()
+            .ignore_stdout()
+            .run()?;
+        let format = "{{.InfraContainerID}}";
+        let infra = cmd!(sh, "podman pod inspect --format {format} pause-airgap")
+            .quiet()
+            .read()?;
+        let pause = ready_pid(sh, infra.trim())?;
+        super::check_pid1_as_65535(pause)?;
+        ok(format!(
+            "air gap: podman load named the archive {name}; as a pod's infra image it is PID 1, uid 65535"
+        ));
+        Ok(())
+    })();
+    let _ = cmd!(sh, "podman pod rm -a -f -t 0")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    result
+}

@@ -1,5 +1,5 @@
-//! `cargo xtask reproduce`, through its command line, against the loopback registry
-//! and against layouts: an image it can rebuild (exit 0), one whose pause differs by
+//! `cargo xtask reproduce`, through its command line, against the loopback registry,
+//! layouts and OCI archives (each verdict the same for all three): an image it can rebuild (exit 0), one whose pause differs by
 //! one string under the same annotations (exit 1, naming the layer), and one whose
 //! revision no clone has (exit 2, one line).
 //!
@@ -12,6 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use xtask::build::{self, BuildRecord, DistBinary};
+use xtask::image::archive::{self, ImageName};
 use xtask::image::{self, Sources};
 use xtask_publish::reproduce::rebuild::{self, Provenance};
 
@@ -95,7 +96,15 @@ pub fn check(
         let digest = super::registry::push(&layout, &to, &authfile)?;
         let by_digest = format!("{}/reproduce-{name}@{digest}", registry.host);
         let oci = format!("oci:{}:{}", layout.display(), run.version);
-        for reference in [by_digest, oci] {
+        // The same image as an operator is handed it: an archive (`image --archive`).
+        let archive = dir.join(name).join("pause.tar");
+        let image_name: ImageName =
+            format!("registry.example/reproduce-{name}:{}", run.version).parse()?;
+        let version = run.version.to_string();
+        let read = xtask::image::layout::Layout::read(&layout, Some(&version))?;
+        archive::write(&read, &image_name, sources.epoch, &archive)?;
+        let oci_archive = format!("oci-archive:{}:{image_name}", archive.display());
+        for reference in [by_digest, oci, oci_archive] {
             let said = reproduce(run, &reference, &authfile)?;
             expect(&said, code, &reference, probe.arch)?;
         }

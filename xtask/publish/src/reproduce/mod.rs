@@ -30,6 +30,12 @@ impl flags::Reproduce {
     fn reproduce(&self, sh: &Shell) -> Result<bool> {
         let published = match Source::parse(&self.reference)? {
             Source::Layout { dir, tag } => published::from_layout(&dir, tag.as_deref())?,
+            Source::Archive { file, name } => {
+                let scratch = sh
+                    .current_dir()
+                    .join(format!("target/reproduce/archive-{}", std::process::id()));
+                published::from_archive(&file, name.as_deref(), &scratch)?
+            }
             Source::Registry(reference) => {
                 let session = Session::new(reference, &self.registry.options(sh))?;
                 crate::runtime()?.block_on(published::from_registry(&session))?

@@ -7,19 +7,35 @@ use anyhow::{bail, Context, Result};
 use oci_spec::distribution::Reference;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use xtask::image::layout::{self, Layout};
 use xtask::platform::{self, Platform};
 
-/// Where the published image is: `REGISTRY/REPO:TAG`, `REGISTRY/REPO@sha256:…`, or
-/// `oci:DIR[:TAG]`.
+/// Where the published image is: `REGISTRY/REPO:TAG`, `REGISTRY/REPO@sha256:…`,
+/// `oci:DIR[:TAG]`, or `oci-archive:FILE[:NAME]` (what `image --archive` writes).
 pub enum Source {
     Registry(Reference),
     Layout { dir: PathBuf, tag: Option<String> },
+    Archive { file: PathBuf, name: Option<String> },
 }
 
 impl Source {
     pub fn parse(text: &str) -> Result<Source> {
+        if let Some(rest) = text.strip_prefix("oci-archive:") {
+            // The name is a reference with colons of its own: the file ends at the
+            // first colon, as skopeo reads `oci-archive:`.
+            let (file, name) = match rest.split_once(':') {
+                Some((file, name)) => (file, Some(name.to_string())),
+                None => (rest, None),
+            };
+            if file.is_empty() || name.as_deref() == Some("") {
+                bail!("invalid reference {text:?}: expected oci-archive:FILE[:NAME]");
+            }
+            return Ok(Source::Archive {
+                file: PathBuf::from(file),
+                name,
+            });
+        }
         let Some(rest) = text.strip_prefix("oci:") else {
             return Ok(Source::Registry(registry::parse_reference(text)?));
         };
@@ -36,6 +52,20 @@ impl Source {
             tag,
         })
     }
+}
+
+/// The image named `name` (or the only one) in the OCI archive `file`, unpacked for
+/// the reading into `scratch` (removed after).
+pub fn from_archive(file: &Path, name: Option<&str>, scratch: &Path) -> Result<Image> {
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch)
+            .with_context(|| format!("clearing {}", scratch.display()))?;
+    }
+    let image = xtask::image::archive::unpack(file, scratch)
+        .and_then(|()| from_layout(scratch, name))
+        .with_context(|| format!("oci-archive:{}", file.display()));
+    let _ = std::fs::remove_dir_all(scratch);
+    image
 }
 
 /// One published image, digest for digest.
@@ -176,17 +206,35 @@ mod tests {
                 assert_eq!(dir.to_str(), Some("target/oci/pause"));
                 assert_eq!(tag.as_deref(), Some("3.10"));
             }
-            Source::Registry(_) => panic!("a layout"),
+            _ => panic!("a layout"),
         }
+        match Source::parse("oci-archive:pause.tar:registry.example/pause:3.10").unwrap() {
+            Source::Archive { file, name } => {
+                assert_eq!(file.to_str(), Some("pause.tar"));
+                assert_eq!(name.as_deref(), Some("registry.example/pause:3.10"));
+            }
+            _ => panic!("an archive"),
+        }
+        assert!(matches!(
+            Source::parse("oci-archive:pause.tar").unwrap(),
+            Source::Archive { name: None, .. }
+        ));
         match Source::parse("oci:/tmp/x/pause").unwrap() {
             Source::Layout { tag, .. } => assert_eq!(tag, None),
-            Source::Registry(_) => panic!("a layout"),
+            _ => panic!("a layout"),
         }
         assert!(matches!(
             Source::parse("ghcr.io/o/pause@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").unwrap(),
             Source::Registry(r) if r.digest().is_some()
         ));
-        for bad in ["oci:", "oci:dir:bad tag", "Bad Ref", "pause"] {
+        for bad in [
+            "oci:",
+            "oci:dir:bad tag",
+            "Bad Ref",
+            "pause",
+            "oci-archive:",
+            "oci-archive:f:",
+        ] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }
     }
