@@ -30,7 +30,8 @@ fn main() {
 
 fn fail(shown: &str) -> ! {
     eprintln!(
-        "error: PAUSE_VERSION={shown:?} is invalid: it must be an OCI tag, [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}; unset it for \"HEAD\""
+        "error: PAUSE_VERSION={shown:?} is invalid: it must be an OCI tag, {}; unset it for \"HEAD\"",
+        version::GRAMMAR
     );
     exit(1);
 }

@@ -5,8 +5,11 @@
 /// `pause -v` prints this, the version and a newline.
 pub const LINE_PREFIX: &str = "pause.rs ";
 
-/// The OCI distribution-spec tag grammar, `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`: the
-/// image is tagged with the version, so the version must be a tag.
+/// The OCI distribution-spec tag grammar, as messages show it.
+pub const GRAMMAR: &str = "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}";
+
+/// Whether `version` matches `GRAMMAR`: the image is tagged with the version, so the
+/// version must be a tag.
 pub fn is_valid(version: &str) -> bool {
     let mut bytes = version.bytes();
     let first_ok = bytes

@@ -1,5 +1,7 @@
 //! Reaping: as PID 1 of a new PID namespace, and as a subreaper when not PID 1.
 //! These need root (unshare, nsenter); the test suite runs as root here and in CI.
+//! Linux only: reaping and namespaces are what the macOS stub does not have.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -8,8 +8,8 @@ use xshell::{cmd, Shell};
 #[path = "../../pause/src/version.rs"]
 mod shared;
 
-/// A valid VERSION: an OCI tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`). Flags parse into
-/// it, so a command never sees an invalid one.
+/// A valid VERSION: an OCI tag (`shared::GRAMMAR`). Flags parse into it, so a command
+/// never sees an invalid one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version(String);
 
@@ -53,7 +53,8 @@ pub use shared::LINE_PREFIX;
 pub fn validate(version: &str) -> Result<()> {
     if !shared::is_valid(version) {
         bail!(
-            "invalid VERSION {version:?}: it must be an OCI tag, [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}; pass e.g. --version 3.10"
+            "invalid VERSION {version:?}: it must be an OCI tag, {}; pass e.g. --version 3.10",
+            shared::GRAMMAR
         );
     }
     Ok(())

@@ -105,14 +105,16 @@ pub(crate) fn is_pid1() -> bool {
 }
 
 /// Writes all of `bytes` to fd 1, not through std's line buffer: the `Stdout` handle
-/// is asked only for its fd (getting it does set up std's buffer, unused). A failed
-/// write is dropped (nowhere to report it).
+/// is asked only for its fd. Getting it does make std allocate its `LineWriter` buffer
+/// on the heap, once, unused: `-v` is the binary's one allocation. A failed write is
+/// dropped (nowhere to report it).
 pub(crate) fn write_stdout(bytes: &[u8]) {
     write_all(std::io::stdout(), bytes);
 }
 
 /// Writes one line made of `parts` to stderr, with one write so lines do not interleave.
-/// The line is built on the stack (no allocator in the binary) and cut at 255 bytes.
+/// The line is built on the stack and cut at 255 bytes, and std's stderr has no
+/// buffer: the signal path allocates nothing.
 pub(crate) fn write_stderr_line(parts: &[&[u8]]) {
     let mut line = [0u8; 256];
     let mut len = 0;

@@ -10,7 +10,11 @@
 
 mod procfs;
 
-pub use procfs::{children_of, has_signalfd, state_and_parent};
+pub use procfs::children_of;
+#[cfg(target_os = "linux")]
+use procfs::has_signalfd;
+#[cfg(target_os = "linux")]
+pub use procfs::state_and_parent;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -127,9 +131,18 @@ pub fn signal_raw(pid: u32, signo: i32) {
 }
 
 /// True once `pid` runs the binary under test and is ready for signals.
+#[cfg(target_os = "linux")]
 pub fn pause_ready(pid: u32) -> bool {
     let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
     exe.is_some() && exe == expected_exe() && has_signalfd(pid)
+}
+
+/// Elsewhere (macOS) there is no /proc to see the signal wait in: the process exists,
+/// and has had 200 ms to block its signals, which takes it microseconds.
+#[cfg(not(target_os = "linux"))]
+pub fn pause_ready(pid: u32) -> bool {
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
 /// Starts pause as a plain child (not PID 1) and waits until it is ready.
