@@ -312,12 +312,13 @@ pub fn release_config(sh: &Shell, root: &Path, p: &Platform, linker: &Path) -> R
     ];
     let list = rustflags
         .iter()
-        .map(|flag| format!("'{flag}'"))
-        .collect::<Vec<_>>()
+        .map(|flag| crate::tools::single_quoted(flag))
+        .collect::<Result<Vec<_>>>()?
         .join(",");
+    let linker = crate::tools::single_quoted(&linker.display().to_string())?;
     Ok(vec![
         "--config".to_string(),
-        format!("target.{triple}.linker='{}'", linker.display()),
+        format!("target.{triple}.linker={linker}"),
         "--config".to_string(),
         format!("target.{triple}.rustflags=[{list}]"),
     ])

@@ -87,13 +87,16 @@ fn checks(sh: &Shell, timer: &mut StageTimer) -> Result<()> {
             .run()
             .context("tests failed")
     })?;
-    timer.run("macOS check", || {
+    timer.run("macOS check and link", || {
         for triple in setup::MACOS_TARGETS {
             cmd!(
                 sh,
-                "cargo +stable check --locked -q -p pause --target {triple}"
+                "cargo +stable check --locked -q -p pause --all-targets --target {triple}"
             )
             .run()?;
+        }
+        for line in crate::macos::link(sh)? {
+            eprintln!("ok macOS link {line}");
         }
         Ok(())
     })?;
@@ -103,7 +106,7 @@ fn checks(sh: &Shell, timer: &mut StageTimer) -> Result<()> {
 fn lint_workflows(sh: &Shell) -> Result<()> {
     let bin = tools::ensure_venv(sh, &sh.current_dir(), "lint", &LINTERS)?;
     let (actionlint, zizmor) = (bin.join("actionlint"), bin.join("zizmor"));
-    let workflows: Vec<_> = std::fs::read_dir(".github/workflows")?
+    let workflows: Vec<_> = crate::files::read_dir(".github/workflows")?
         .flatten()
         .map(|e| e.path())
         .collect();
@@ -155,7 +158,7 @@ fn arches(
         // /target and /rust: two clean builds in different directories, two builders.
         let cross_dir = sh.current_dir().join("target/cross");
         if cross_dir.exists() {
-            std::fs::remove_dir_all(&cross_dir)?;
+            crate::files::remove_dir_all(&cross_dir)?;
         }
         let crossed = build::build(sh, &[probe], version, Builder::Cross)?;
         ensure!(

@@ -72,12 +72,12 @@ impl Engine {
 /// open files), and storage in `dir`; /etc/containers stays untouched. The cross
 /// builder and the e2e's podman checks both run podman so.
 pub fn podman_config(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-    std::fs::create_dir_all(dir)?;
+    crate::files::create_dir_all(dir)?;
     let conf = dir.join("containers.conf");
     // As many open files as this process may have: more needs CAP_SYS_RESOURCE.
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
     let nofile = hard.min(65_536);
-    std::fs::write(
+    crate::files::write(
         &conf,
         format!(
             "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc=4096:4096\"]\n\
@@ -85,7 +85,7 @@ pub fn podman_config(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         ),
     )?;
     let storage = dir.join("storage.conf");
-    std::fs::write(
+    crate::files::write(
         &storage,
         format!(
             "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
@@ -156,7 +156,7 @@ fn ensure_image(sh: &Shell, root: &Path, engine: &Engine, image: &BuilderImage) 
     tools::require(sh, "debootstrap", "apt-get install debootstrap")?;
     let rootfs = root.join("target/tools/builder-rootfs");
     if rootfs.exists() {
-        std::fs::remove_dir_all(&rootfs)?;
+        crate::files::remove_dir_all(&rootfs)?;
     }
     let mirror = debian_mirror();
     let include = image.packages.join(",");
@@ -178,8 +178,8 @@ fn ensure_image(sh: &Shell, root: &Path, engine: &Engine, image: &BuilderImage) 
         .quiet()
         .run()
         .with_context(|| format!("importing {tag} into {program}"))?;
-    std::fs::remove_file(&tarball)?;
-    std::fs::remove_dir_all(&rootfs)?;
+    crate::files::remove_file(&tarball)?;
+    crate::files::remove_dir_all(&rootfs)?;
     Ok(())
 }
 
@@ -216,7 +216,7 @@ pub fn build(sh: &Shell, root: &Path, p: &Platform, config: &[String]) -> Result
     ensure_image(sh, root, &engine, &image)?;
     let tools_dir = root.join("target/tools");
     let zig_cache = tools::zig_cache_dir()?;
-    std::fs::create_dir_all(&zig_cache)?;
+    crate::files::create_dir_all(&zig_cache)?;
     let _engine = sh.push_env("CROSS_CONTAINER_ENGINE", engine.program);
     let _toolchain = sh.push_env("CROSS_CUSTOM_TOOLCHAIN", "1");
     // The linker shim and zig (target/tools) and zig's cache, each at its own path.

@@ -135,7 +135,8 @@ pub struct Setup {}
 #[derive(Parser)]
 #[command(disable_help_flag = true)]
 pub struct E2e {
-    /// Passed to the harness: [--version V] [--arch LIST]; `--help` shows them.
+    /// Passed to the harness: [--version V] [--arch LIST] [--check NAMES] [--list];
+    /// `--help` shows them.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -144,7 +145,8 @@ pub struct E2e {
 #[derive(Parser)]
 #[command(disable_help_flag = true)]
 pub struct Bench {
-    /// Passed to the harness: [--baseline PATH] [--version V] [--quick] [--update-readme].
+    /// Passed to the harness: [--baseline NAME=COMMAND]… [--version V] [--quick]
+    /// [--update-readme]; `--help` shows them.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -176,7 +178,7 @@ pub enum Stage {
     Checks,
     /// Build every arch, verify each under qemu, check reproducibility.
     Arches,
-    /// e2e and the release dry run.
+    /// e2e, the release dry run and the quick bench (beside catatonit).
     E2e,
     All,
 }

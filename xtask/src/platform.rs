@@ -30,6 +30,9 @@ pub struct Platform {
     pub dist_name: &'static str,
     /// Required platforms are what clusters run; the others are wanted.
     pub required: bool,
+    /// `std::env::consts::ARCH` of a host that runs the native checks (runc, bench)
+    /// on this row's binary; `None` where we do not run them natively.
+    pub native_host: Option<&'static str>,
 }
 
 pub const PLATFORMS: &[Platform] = &[
@@ -46,6 +49,7 @@ pub const PLATFORMS: &[Platform] = &[
         elf_machine_name: "x86-64",
         dist_name: "pause-linux-amd64",
         required: true,
+        native_host: Some("x86_64"),
     },
     Platform {
         arch: "arm64",
@@ -60,6 +64,7 @@ pub const PLATFORMS: &[Platform] = &[
         elf_machine_name: "AArch64",
         dist_name: "pause-linux-arm64",
         required: true,
+        native_host: Some("aarch64"),
     },
     Platform {
         arch: "ppc64le",
@@ -74,6 +79,7 @@ pub const PLATFORMS: &[Platform] = &[
         elf_machine_name: "PowerPC64",
         dist_name: "pause-linux-ppc64le",
         required: true,
+        native_host: None,
     },
     Platform {
         arch: "s390x",
@@ -88,6 +94,7 @@ pub const PLATFORMS: &[Platform] = &[
         elf_machine_name: "S/390",
         dist_name: "pause-linux-s390x",
         required: true,
+        native_host: None,
     },
     Platform {
         arch: "arm",
@@ -102,6 +109,7 @@ pub const PLATFORMS: &[Platform] = &[
         elf_machine_name: "ARM",
         dist_name: "pause-linux-arm",
         required: false,
+        native_host: None,
     },
     Platform {
         arch: "riscv64",
@@ -116,32 +124,42 @@ pub const PLATFORMS: &[Platform] = &[
         elf_machine_name: "RISC-V",
         dist_name: "pause-linux-riscv64",
         required: false,
+        native_host: None,
     },
 ];
 
 /// The row of the machine we run on: what runs natively (bench, runc).
 pub fn host() -> Result<&'static Platform> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => {
-            bail!("{other} hosts cannot run the native checks; use an x86_64 or aarch64 machine")
+    let host = std::env::consts::ARCH;
+    match PLATFORMS.iter().find(|p| p.native_host == Some(host)) {
+        Some(p) => Ok(p),
+        None => {
+            let hosts: Vec<&str> = PLATFORMS.iter().filter_map(|p| p.native_host).collect();
+            bail!(
+                "{host} hosts cannot run the native checks; use a machine of: {}",
+                hosts.join(", ")
+            )
         }
-    };
-    Ok(PLATFORMS
+    }
+}
+
+/// The row called `arch` (our name: `--arch`, the tag suffix).
+pub fn by_arch(arch: &str) -> Option<&'static Platform> {
+    PLATFORMS.iter().find(|p| p.arch == arch)
+}
+
+/// The row of an image index entry's `os`, `architecture` and `variant`.
+pub fn by_oci(os: &str, arch: &str, variant: Option<&str>) -> Option<&'static Platform> {
+    PLATFORMS
         .iter()
-        .find(|p| p.arch == arch)
-        .expect("amd64 and arm64 are table rows"))
+        .find(|p| p.oci_os == os && p.oci_arch == arch && p.oci_variant == variant)
 }
 
 /// The arch whose clean build the suite repeats, to prove that the bytes depend on
 /// neither the builder (cross, in ci) nor the directory (reproduce, in e2e): foreign,
 /// big-endian, and its cold std build is the table's quickest.
 pub fn probe() -> &'static Platform {
-    PLATFORMS
-        .iter()
-        .find(|p| p.arch == "s390x")
-        .expect("s390x is a table row")
+    by_arch("s390x").expect("s390x is a table row")
 }
 
 /// Parses `--arch`: `all`, or a comma-separated list of table names, in table order.
@@ -151,7 +169,7 @@ pub fn select(spec: &str) -> Result<Vec<&'static Platform>> {
     }
     let mut wanted = Vec::new();
     for name in spec.split(',').map(str::trim) {
-        match PLATFORMS.iter().find(|p| p.arch == name) {
+        match by_arch(name) {
             Some(p) => wanted.push(p.arch),
             None => bail!("unknown architecture {name:?}; known: {}, or all", known()),
         }

@@ -160,41 +160,41 @@ fn is_debian_like(os_release: &str) -> bool {
 
 /// What to do about the missing packages.
 #[derive(Debug, PartialEq)]
-pub enum Plan {
+pub enum SetupAction {
     Ready,
     AptInstall(Vec<&'static str>),
     /// We cannot install them here: the one line that says what to run.
     Refuse(String),
 }
 
-pub fn plan(missing: &[&'static Package], host: Host) -> Plan {
+pub fn plan(missing: &[&'static Package], host: Host) -> SetupAction {
     if missing.is_empty() {
-        return Plan::Ready;
+        return SetupAction::Ready;
     }
     let names: Vec<&str> = missing.iter().map(|pkg| pkg.name).collect();
     let list = names.join(" ");
     if !(host.apt_get && host.debian_like) {
-        return Plan::Refuse(format!(
+        return SetupAction::Refuse(format!(
             "the test suite needs packages this machine lacks: {}; this is no Debian or Ubuntu with apt-get, so install them with your package manager (on Debian or Ubuntu: `apt-get install {list}`)",
             names.join(", ")
         ));
     }
     if !host.root {
-        return Plan::Refuse(format!(
+        return SetupAction::Refuse(format!(
             "the test suite needs Debian packages this machine lacks: {}; install them with `sudo apt-get install {list}`, or run as root and they are installed for you",
             names.join(", ")
         ));
     }
-    Plan::AptInstall(names)
+    SetupAction::AptInstall(names)
 }
 
 /// Installs the missing Debian packages, or stops with the line that says how.
 pub fn ensure_packages(sh: &Shell) -> Result<()> {
     let missing = missing(sh);
     match plan(&missing, Host::detect(sh)) {
-        Plan::Ready => Ok(()),
-        Plan::Refuse(line) => bail!("{line}"),
-        Plan::AptInstall(names) => {
+        SetupAction::Ready => Ok(()),
+        SetupAction::Refuse(line) => bail!("{line}"),
+        SetupAction::AptInstall(names) => {
             for pkg in &missing {
                 eprintln!("installing {} ({})", pkg.name, pkg.why);
             }
@@ -207,7 +207,7 @@ pub fn ensure_packages(sh: &Shell) -> Result<()> {
 /// the error names. No service starts on install: tests start their own on loopback.
 fn apt_install(sh: &Shell, names: &[&str]) -> Result<()> {
     let log = sh.current_dir().join("target/tools/apt.log");
-    std::fs::create_dir_all(log.parent().expect("a file in target/tools"))?;
+    crate::files::create_dir_all(log.parent().expect("a file in target/tools"))?;
     let _no_services = NoServicesOnInstall::new()?;
     let _frontend = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     let mut output = String::new();
@@ -219,7 +219,7 @@ fn apt_install(sh: &Shell, names: &[&str]) -> Result<()> {
             .with_context(|| format!("running apt-get {what}"))?;
         output.push_str(&String::from_utf8_lossy(&out.stdout));
         output.push_str(&String::from_utf8_lossy(&out.stderr));
-        std::fs::write(&log, &output)?;
+        crate::files::write(&log, &output)?;
         if !out.status.success() {
             bail!(
                 "apt-get {what} failed (log: {}); check the network to Debian's mirror, then run `cargo xtask setup` again",
@@ -254,7 +254,8 @@ impl NoServicesOnInstall {
             "#!/bin/sh\n# written by cargo xtask setup while apt-get runs\nexit 101\n",
         )
         .with_context(|| format!("writing {POLICY_RC_D}"))?;
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("making {POLICY_RC_D} executable"))?;
         Ok(NoServicesOnInstall { written: true })
     }
 }
@@ -313,14 +314,14 @@ mod tests {
             apt_get: false,
             debian_like: false,
         };
-        assert_eq!(plan(&[], bare), Plan::Ready);
+        assert_eq!(plan(&[], bare), SetupAction::Ready);
     }
 
     #[test]
     fn root_on_debian_installs_with_apt() {
         assert_eq!(
             plan(&some(), HOST),
-            Plan::AptInstall(vec!["qemu-user-static", "util-linux"])
+            SetupAction::AptInstall(vec!["qemu-user-static", "util-linux"])
         );
     }
 
@@ -336,7 +337,7 @@ mod tests {
                 ..HOST
             },
         ] {
-            let Plan::Refuse(line) = plan(&some(), host) else {
+            let SetupAction::Refuse(line) = plan(&some(), host) else {
                 panic!("{host:?} must refuse");
             };
             assert!(!line.contains('\n'), "{line}");
@@ -347,7 +348,7 @@ mod tests {
 
     #[test]
     fn not_root_is_told_to_use_sudo() {
-        let Plan::Refuse(line) = plan(
+        let SetupAction::Refuse(line) = plan(
             &some(),
             Host {
                 root: false,

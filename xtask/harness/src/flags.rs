@@ -45,6 +45,12 @@ pub struct E2e {
     /// Architectures; default: the platforms in images/pause/image.toml.
     #[arg(long)]
     pub arch: Option<Arches>,
+    /// Run only these checks (comma-separated or repeated); `--list` names them.
+    #[arg(long, value_delimiter = ',')]
+    pub check: Vec<String>,
+    /// Name every check and what it proves, and run none.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// The e2e checks proper, inside the private namespaces that `e2e` made.
@@ -55,6 +61,9 @@ pub struct E2eInside {
     /// Comma-separated architectures from the platform table.
     #[arg(long)]
     pub arch: Arches,
+    /// The checks to run (all when none is named).
+    #[arg(long, value_delimiter = ',')]
+    pub check: Vec<String>,
 }
 
 /// Measure sizes, memory, start-up, stop latency and reaping, beside real peers.

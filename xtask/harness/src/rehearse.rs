@@ -1,16 +1,15 @@
 //! `cargo xtask release --dry-run`: the release path end to end, pushed to a
 //! docker-registry started on loopback, then each arch's SBOM found as a referrer.
 
-use crate::e2e::registry::{Registry, PASSWORD, USER};
+use crate::e2e::registry::{Registry, PASSWORD};
 use crate::flags;
-use anyhow::{ensure, Context, Result};
-use oci_spec::image::ImageIndex;
-use xshell::{cmd, Shell};
-use xtask_publish::release::Prepared;
+use anyhow::Result;
+use xshell::Shell;
+use xtask_publish::release::BuiltRelease;
 
 impl flags::Rehearse {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let release = Prepared::new(sh, self.version, self.builder)?;
+        let release = BuiltRelease::new(sh, self.version, self.builder)?;
         let dir = sh.current_dir().join("target/publish-dry-run");
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
@@ -19,7 +18,7 @@ impl flags::Rehearse {
         let authfile = registry.authfile(PASSWORD)?;
         let to = format!("{}/pause", registry.host);
         release.push(&to.parse()?, &crate::e2e::registry::options(&authfile))?;
-        check_referrers(sh, &to, &release)?;
+        crate::e2e::sboms_are_referrers(sh, &to, &release.assembled.arches)?;
         println!(
             "ok release dry run: {to}:{} {}; every arch's SBOM is a referrer",
             release.version, release.digest
@@ -31,30 +30,4 @@ impl flags::Rehearse {
         release.print_assets();
         Ok(())
     }
-}
-
-/// Each arch manifest's referrers fallback tag lists its SBOM.
-fn check_referrers(sh: &Shell, to: &str, release: &Prepared) -> Result<()> {
-    let creds = format!("{USER}:{PASSWORD}");
-    for arch in &release.assembled.arches {
-        let fallback = arch.manifest.digest().to_string().replace(':', "-");
-        let raw = cmd!(
-            sh,
-            "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{to}:{fallback}"
-        )
-        .quiet()
-        .output()?
-        .stdout;
-        let index: ImageIndex =
-            serde_json::from_slice(&raw).with_context(|| format!("{fallback} is not an index"))?;
-        ensure!(
-            index
-                .manifests()
-                .iter()
-                .any(|d| d.digest() == arch.sbom.digest()),
-            "{fallback} does not list the {} SBOM",
-            arch.arch
-        );
-    }
-    Ok(())
 }

@@ -71,9 +71,9 @@ pub struct Push {
 /// blob for blob: exit 0 identical, 1 differs, 2 could not run.
 #[derive(Parser)]
 pub struct Reproduce {
-    /// REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:…, or oci:DIR[:TAG].
+    /// REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:…, oci:DIR[:TAG] or oci-archive:FILE[:NAME].
     #[arg(value_name = "REF")]
-    pub reference: String,
+    pub reference: crate::reproduce::published::Location,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

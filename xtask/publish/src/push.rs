@@ -1,6 +1,6 @@
 //! `cargo xtask push`: publish an image layout to a registry, resumably.
 //!
-//! Two halves: `Plan` says what goes up and in which order, from the layout alone (unit
+//! Two halves: `PushPlan` says what goes up and in which order, from the layout alone (unit
 //! tests check it); `execute` does it. Order matters to registries: blobs first
 //! (skipping those already there, so a push that was interrupted completes when run
 //! again), then each manifest by digest, subjects before the artifacts that refer to
@@ -39,7 +39,7 @@ impl flags::Push {
 
 /// What a push of one layout sends, in order.
 #[derive(Debug)]
-pub struct Plan {
+pub struct PushPlan {
     /// The layout the blobs are read from, one at a time as they go up.
     pub dir: std::path::PathBuf,
     /// Configs and layers, each once.
@@ -56,9 +56,9 @@ pub struct Plan {
     pub referrers: Vec<(String, Descriptor)>,
 }
 
-impl Plan {
+impl PushPlan {
     /// The plan for pushing `layout` as `tag`.
-    pub fn new(layout: &Layout, tag: &str) -> Result<Plan> {
+    pub fn new(layout: &Layout, tag: &str) -> Result<PushPlan> {
         xtask::version::validate(tag)?;
         let mut blobs: Vec<Descriptor> = Vec::new();
         let mut manifests = Vec::new();
@@ -87,7 +87,7 @@ impl Plan {
         }
         // Subjects before the artifacts that refer to them.
         manifests.sort_by_key(|(desc, _)| desc.artifact_type().is_some());
-        Ok(Plan {
+        Ok(PushPlan {
             dir: layout.dir.clone(),
             blobs,
             manifests,
@@ -112,9 +112,9 @@ pub async fn push(layout_dir: &Path, to: &Target, options: &Options) -> Result<S
     execute(&session, &plan, &mut |_| Ok(())).await
 }
 
-fn prepare(layout_dir: &Path, to: &Target, options: &Options) -> Result<(Session, Plan)> {
+fn prepare(layout_dir: &Path, to: &Target, options: &Options) -> Result<(Session, PushPlan)> {
     let layout = Layout::read(layout_dir, None)?;
-    let plan = Plan::new(&layout, to.tag.as_deref().unwrap_or(&layout.tag))?;
+    let plan = PushPlan::new(&layout, to.tag.as_deref().unwrap_or(&layout.tag))?;
     Ok((Session::new(to.repository.clone(), options)?, plan))
 }
 
@@ -144,7 +144,7 @@ pub mod seam {
 /// Carries out `plan`. `before_upload` sees the number of blobs uploaded so far.
 async fn execute(
     session: &Session,
-    plan: &Plan,
+    plan: &PushPlan,
     before_upload: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<String> {
     session.login(Access::Write).await?;
@@ -205,7 +205,7 @@ async fn execute(
     Ok(index_digest)
 }
 
-fn manifest_bytes<'p>(plan: &'p Plan, desc: &Descriptor) -> Result<&'p [u8]> {
+fn manifest_bytes<'p>(plan: &'p PushPlan, desc: &Descriptor) -> Result<&'p [u8]> {
     plan.manifests
         .iter()
         .find(|(d, _)| d.digest() == desc.digest())
@@ -329,12 +329,13 @@ mod tests {
         two_arch_layout(&dir)?;
         let layout = Layout::read(&dir, None)?;
         assert_eq!(layout.tag, "1.0");
-        let plan = Plan::new(&layout, "1.0-rc.1")?;
+        let plan = PushPlan::new(&layout, "1.0-rc.1")?;
         std::fs::remove_dir_all(&dir)?;
 
         // One shared config and two layers; the SBOMs' empty config and documents too.
         let digests: Vec<_> = plan.blobs.iter().map(|b| b.digest().to_string()).collect();
         let mut unique = digests.clone();
+        unique.sort();
         unique.dedup();
         assert_eq!(digests.len(), 6, "{digests:?}");
         assert_eq!(unique.len(), digests.len(), "a blob is uploaded twice");
@@ -351,7 +352,7 @@ mod tests {
             assert!(sbom.artifact_type().is_some());
         }
         assert_eq!(plan.steps(), 6 + 4 + 1);
-        assert!(Plan::new(&layout, "bad tag").is_err());
+        assert!(PushPlan::new(&layout, "bad tag").is_err());
         Ok(())
     }
 }

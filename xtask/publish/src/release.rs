@@ -35,7 +35,7 @@ impl flags::Release {
         let Some(to) = self.to else {
             bail!("release needs --to REGISTRY/REPO, or --dry-run")
         };
-        let release = Prepared::new(sh, self.version, self.builder)?;
+        let release = BuiltRelease::new(sh, self.version, self.builder)?;
         let options = Options {
             authfiles: crate::registry::credentials::auth_files(sh, None),
             insecure: false,
@@ -49,7 +49,7 @@ impl flags::Release {
 }
 
 /// A release built, assembled and laid out in `target/publish/`, ready to push.
-pub struct Prepared {
+pub struct BuiltRelease {
     pub version: Version,
     pub layout: PathBuf,
     pub assembled: Assembled,
@@ -57,42 +57,47 @@ pub struct Prepared {
     pub out: PathBuf,
 }
 
-impl Prepared {
+impl BuiltRelease {
     pub fn new(
         sh: &Shell,
         version: Option<Version>,
         builder: xtask::flags::Builder,
-    ) -> Result<Prepared> {
+    ) -> Result<BuiltRelease> {
         let root = sh.current_dir();
-        let desc = ImageDescription::load(&root)?;
+        let description = ImageDescription::load(&root)?;
         let version = version::resolve(sh, version)?;
-        let binaries = build::build(sh, &desc.platforms()?, &version, builder)?;
-        let layout = image::default_output(&root, &desc);
-        let sources = image::Sources::of_tree(sh, &desc, &binaries, &version)?;
+        let binaries = build::build(sh, &description.platforms()?, &version, builder)?;
+        let layout = image::default_output(&root, &description);
+        let sources = image::Sources::of_tree(sh, &description, &binaries, &version)?;
         let assembled = image::assemble(sh, &sources, &layout)?;
         let out = root.join("target/publish");
         if out.exists() {
             std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
         }
         let assets = out.join("assets");
-        std::fs::create_dir_all(&assets)?;
+        xtask::files::create_dir_all(&assets)?;
 
         // Binaries, SBOMs and their checksums: what the GitHub release carries.
         let mut sums = String::new();
-        for (bin, arch) in binaries.iter().zip(&assembled.arches) {
+        for bin in &binaries {
             let name = bin.platform.dist_name;
-            std::fs::copy(&bin.path, assets.join(name))?;
+            let arch = assembled
+                .arches
+                .iter()
+                .find(|a| a.arch == bin.platform.arch)
+                .with_context(|| format!("the image has no {} entry", bin.platform.arch))?;
+            xtask::files::copy(&bin.path, assets.join(name))?;
             sums.push_str(&format!("{}  {name}\n", bin.sha256));
             let sbom = sbom_bytes(&layout, &arch.sbom)?;
             let sbom_name = format!("{name}.spdx.json");
             sums.push_str(&format!("{}  {sbom_name}\n", build::sha256_hex(&sbom)));
-            std::fs::write(assets.join(sbom_name), sbom)?;
+            xtask::files::write(assets.join(sbom_name), sbom)?;
         }
-        std::fs::write(out.join("SHA256SUMS"), &sums)?;
-        std::fs::write(assets.join("SHA256SUMS"), &sums)?;
+        xtask::files::write(out.join("SHA256SUMS"), &sums)?;
+        xtask::files::write(assets.join("SHA256SUMS"), &sums)?;
         let digest = assembled.index.digest().to_string();
-        std::fs::write(out.join("digest"), &digest)?;
-        Ok(Prepared {
+        xtask::files::write(out.join("digest"), &digest)?;
+        Ok(BuiltRelease {
             version,
             layout,
             assembled,

@@ -44,7 +44,7 @@ impl ImageDescription {
         self.platforms
             .iter()
             .map(|name| {
-                platform::PLATFORMS.iter().find(|p| p.arch == name.as_str()).with_context(|| {
+                platform::by_arch(name).with_context(|| {
                     format!("{DESCRIPTION} names platform {name:?}, which is not in the platform table ({})", platform::known())
                 })
             })

@@ -169,7 +169,7 @@ impl LayoutWriter {
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         std::fs::create_dir_all(staging.join("blobs/sha256"))
             .with_context(|| format!("creating {}", staging.display()))?;
-        std::fs::write(
+        crate::files::write(
             staging.join("oci-layout"),
             br#"{"imageLayoutVersion":"1.0.0"}"#,
         )?;
@@ -194,7 +194,7 @@ impl LayoutWriter {
 
     /// Writes `index.json` and moves the layout into place.
     pub fn commit(self, index: &impl Serialize) -> Result<()> {
-        std::fs::write(self.staging.join("index.json"), canonical_json(index)?)?;
+        crate::files::write(self.staging.join("index.json"), canonical_json(index)?)?;
         if self.output.exists() {
             swap_into_place(&self.staging, &self.output)?;
             // The staging path now holds the old layout.
@@ -235,22 +235,66 @@ impl Drop for LayoutWriter {
     }
 }
 
-/// Removes staging directories that an interrupted run (SIGKILL, power loss) left.
+/// Removes staging directories that an interrupted run (SIGKILL, power loss) left:
+/// only those whose writer, the process their name ends with, is gone. A concurrent
+/// run's staging directory (its writer alive) is its own.
 fn remove_stale_siblings(parent: &Path, name: &str) -> Result<()> {
     let prefix = format!(".{name}.partial-");
-    for entry in std::fs::read_dir(parent)?.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            std::fs::remove_dir_all(entry.path())
-                .with_context(|| format!("removing stale {}", entry.path().display()))?;
+    for entry in crate::files::read_dir(parent)?.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.parse().is_ok_and(is_running) {
+            continue;
         }
+        std::fs::remove_dir_all(entry.path())
+            .with_context(|| format!("removing stale {}", entry.path().display()))?;
     }
     Ok(())
+}
+
+/// Whether process `pid` exists (signal 0: nothing is sent). A PID that another
+/// process has taken since reads as running: the directory is then kept, never lost.
+fn is_running(pid: i32) -> bool {
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use oci_spec::image::ImageIndexBuilder;
+
+    #[test]
+    fn only_an_abandoned_staging_directory_is_removed() -> Result<()> {
+        let parent = scratch("stale");
+        // This process is alive; PID 0x7ffffffe is not a process (beyond pid_max).
+        let ours = parent.join(format!(".pause.partial-{}", std::process::id()));
+        let abandoned = parent.join(".pause.partial-2147483646");
+        let other = parent.join(".other.partial-2147483646");
+        for dir in [&ours, &abandoned, &other] {
+            std::fs::create_dir_all(dir)?;
+        }
+        remove_stale_siblings(&parent, "pause")?;
+        assert!(
+            ours.exists(),
+            "a running writer's staging directory was removed"
+        );
+        assert!(
+            !abandoned.exists(),
+            "an abandoned staging directory was kept"
+        );
+        assert!(
+            other.exists(),
+            "another layout's staging directory was touched"
+        );
+        std::fs::remove_dir_all(&parent)?;
+        Ok(())
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xtask-layout-{name}-{}", std::process::id()));

@@ -44,22 +44,24 @@ pub struct ArchImage {
 impl flags::Image {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let root = sh.current_dir();
-        let desc = ImageDescription::load(&root)?;
+        let description = ImageDescription::load(&root)?;
         let containerfile = root.join(description::CONTAINERFILE);
-        desc.check_containerfile(
+        description.check_containerfile(
             &std::fs::read_to_string(&containerfile)
                 .with_context(|| format!("reading {}", containerfile.display()))?,
         )?;
         let args = self.build;
         let platforms = match args.arch {
             Some(arches) => arches.0,
-            None => desc.platforms()?,
+            None => description.platforms()?,
         };
         let version = version::resolve(sh, args.version)?;
-        let output = self.output.unwrap_or_else(|| default_output(&root, &desc));
+        let output = self
+            .output
+            .unwrap_or_else(|| default_output(&root, &description));
         let binaries = build::build(sh, &platforms, &version, args.builder)?;
         let started = Instant::now();
-        let sources = Sources::of_tree(sh, &desc, &binaries, &version)?;
+        let sources = Sources::of_tree(sh, &description, &binaries, &version)?;
         let image = assemble(sh, &sources, &output)?;
         eprintln!(
             "assembled {} platforms in {:.2}s",
@@ -134,7 +136,7 @@ pub fn layer(binary: &[u8], epoch: i64) -> Result<(Vec<u8>, String)> {
 
 /// What an image is assembled from, and what its annotations say of it.
 pub struct Sources<'a> {
-    pub desc: &'a ImageDescription,
+    pub description: &'a ImageDescription,
     pub binaries: &'a [DistBinary],
     pub version: &'a str,
     /// The commit the binaries were built from, `<sha>-dirty` when the tree had
@@ -148,12 +150,12 @@ impl<'a> Sources<'a> {
     /// The tree `sh` is in: its revision from git, the time from SOURCE_DATE_EPOCH.
     pub fn of_tree(
         sh: &Shell,
-        desc: &'a ImageDescription,
+        description: &'a ImageDescription,
         binaries: &'a [DistBinary],
         version: &'a str,
     ) -> Result<Sources<'a>> {
         Ok(Sources {
-            desc,
+            description,
             binaries,
             version,
             revision: revision(sh),
@@ -236,7 +238,7 @@ fn assemble_then(
             &record,
             crates,
             &created,
-            &sources.desc.annotations.source,
+            &sources.description.annotations.source,
         );
         let (sbom, sbom_size) = sbom_artifact(&writer, &empty, &manifest, &spdx, &created)?;
         total_size += size + sbom_size;
@@ -282,7 +284,7 @@ fn assemble_then(
 /// The annotations of the index and of each image manifest: what the image is and
 /// where it came from (what `reproduce` reads back).
 fn index_annotations(sources: &Sources, created: &str) -> HashMap<String, String> {
-    let described = &sources.desc.annotations;
+    let described = &sources.description.annotations;
     [
         (oci::ANNOTATION_VERSION, sources.version),
         (oci::ANNOTATION_REVISION, sources.revision.as_str()),
@@ -306,7 +308,7 @@ fn arch_image(
     created: &str,
     annotations: &HashMap<String, String>,
 ) -> Result<(Descriptor, u64, u64)> {
-    let (p, desc) = (bin.platform, sources.desc);
+    let (p, description) = (bin.platform, sources.description);
     let bytes =
         std::fs::read(&bin.path).with_context(|| format!("reading {}", bin.path.display()))?;
     crate::elf::check_bytes(&bytes, p)
@@ -320,9 +322,9 @@ fn arch_image(
         .variant(p.oci_variant.unwrap_or_default().to_string())
         .config(
             ConfigBuilder::default()
-                .user(desc.user.clone())
-                .entrypoint(desc.entrypoint.clone())
-                .working_dir(desc.working_dir.clone())
+                .user(description.user.clone())
+                .entrypoint(description.entrypoint.clone())
+                .working_dir(description.working_dir.clone())
                 .build()?,
         )
         .rootfs(
@@ -404,8 +406,8 @@ pub fn arch_tag(version: &str, p: &platform::Platform) -> String {
 }
 
 /// The default layout path: `target/oci/<name>` under the project root.
-pub fn default_output(root: &Path, desc: &ImageDescription) -> PathBuf {
-    root.join("target/oci").join(&desc.name)
+pub fn default_output(root: &Path, description: &ImageDescription) -> PathBuf {
+    root.join("target/oci").join(&description.name)
 }
 
 #[cfg(test)]

@@ -41,15 +41,15 @@ pub fn linked_crates(sh: &Shell, triples: &[&str]) -> Result<BTreeMap<String, Ve
     }
     let crates = linked_crates_uncached(sh, triples)?;
     let tmp = cache.with_extension("json.partial");
-    std::fs::create_dir_all(cache.parent().expect("a file in target/tools"))?;
-    std::fs::write(
+    crate::files::create_dir_all(cache.parent().expect("a file in target/tools"))?;
+    crate::files::write(
         &tmp,
         serde_json::to_vec(&Cached {
             key,
             crates: crates.clone(),
         })?,
     )?;
-    std::fs::rename(&tmp, &cache)?;
+    crate::files::rename(&tmp, &cache)?;
     Ok(crates)
 }
 

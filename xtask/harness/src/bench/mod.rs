@@ -73,7 +73,7 @@ impl Candidate {
 }
 
 /// How much of each to measure.
-struct Plan {
+struct Sampling {
     runs: usize,
     /// Start-ups, stops and version exits per candidate in each run.
     per_run: usize,
@@ -111,16 +111,16 @@ impl flags::Bench {
         let root = sh.current_dir();
         let out_dir = root.join("target/bench");
         std::fs::create_dir_all(&out_dir)?;
-        let desc = ImageDescription::load(&root)?;
+        let description = ImageDescription::load(&root)?;
         let version = version::resolve(sh, self.version)?;
         let plan = if self.quick {
-            Plan {
+            Sampling {
                 runs: 5,
                 per_run: 10,
                 ns: vec![100, 1_000],
             }
         } else {
-            Plan {
+            Sampling {
                 runs: 7,
                 per_run: 40,
                 ns: vec![1_000, 10_000],
@@ -128,23 +128,31 @@ impl flags::Bench {
         };
 
         eprintln!("bench: building (warm) and timing the assembly of the image");
-        let binaries = build::build(sh, &desc.platforms()?, &version, xtask::flags::Builder::Zig)?;
+        let binaries = build::build(
+            sh,
+            &description.platforms()?,
+            &version,
+            xtask::flags::Builder::Zig,
+        )?;
         let layout = out_dir.join("layout/pause");
         let mut assembly_ms = Samples::default();
         let mut assembled = None;
-        let sources = image::Sources::of_tree(sh, &desc, &binaries, &version)?;
+        let sources = image::Sources::of_tree(sh, &description, &binaries, &version)?;
         for _ in 0..plan.runs {
             let started = Instant::now();
             assembled = Some(image::assemble(sh, &sources, &layout)?);
             assembly_ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
         let assembled = assembled.context("no assembly run")?;
-        let sizes: Vec<(String, u64, u64)> = assembled
-            .arches
+        let sizes: Vec<(String, u64, u64)> = binaries
             .iter()
-            .zip(&binaries)
-            .map(|(a, b)| (a.arch.to_string(), b.size, a.layer_size))
-            .collect();
+            .map(|b| {
+                let arch = b.platform.arch;
+                let image = assembled.arches.iter().find(|a| a.arch == arch);
+                let image = image.with_context(|| format!("the image has no {arch} entry"))?;
+                Ok((arch.to_string(), b.size, image.layer_size))
+            })
+            .collect::<Result<_>>()?;
 
         let host = platform::host()?;
         let ours = binaries
@@ -186,7 +194,7 @@ impl flags::Bench {
 }
 
 /// Every figure, run after run, each candidate in turn within a run.
-fn measure_interleaved(candidates: &[Candidate], plan: &Plan) -> Result<Vec<Measured>> {
+fn measure_interleaved(candidates: &[Candidate], plan: &Sampling) -> Result<Vec<Measured>> {
     measure::tighten_timer_slack()?;
     let mut all: Vec<Measured> = Vec::new();
     for c in candidates {

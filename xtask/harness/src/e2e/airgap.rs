@@ -4,21 +4,21 @@
 //! the name the archive carries. `reproduce` reads the archive (reproduce.rs compares
 //! it with the layout); a truncated one is one line from it.
 
-use super::{ok, xtask_cli, Run, Said};
+use super::{ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The name the nodes know the image by: a registry that is nowhere, so that a pull,
 /// if one were tried, could only fail.
-fn name(run: &Run) -> String {
-    format!("registry.example/pause:{}", run.version)
+fn name(fixtures: &Fixtures) -> String {
+    format!("registry.example/pause:{}", fixtures.version)
 }
 
-pub fn check(run: &Run) -> Result<()> {
-    let dir = run.work.join("airgap");
-    let name = name(run);
-    let archive = write_archive(run, &dir, &name, "pause.tar")?;
-    let again = write_archive(run, &dir, &name, "again.tar")?;
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let dir = fixtures.work.join("airgap");
+    let name = name(fixtures);
+    let archive = write_archive(fixtures, &dir, &name, "pause.tar")?;
+    let again = write_archive(fixtures, &dir, &name, "again.tar")?;
     ensure!(
         std::fs::read(&archive)? == std::fs::read(&again)?,
         "two runs of `image --archive` wrote different bytes"
@@ -27,36 +27,36 @@ pub fn check(run: &Run) -> Result<()> {
         "air gap: `image --archive --name {name}` wrote the same bytes twice ({} bytes)",
         std::fs::metadata(&archive)?.len()
     ));
-    super::containerd::air_gapped(run, &archive, &name)?;
-    super::podman::air_gapped(run, &archive, &name)?;
-    truncated(run, &archive, &dir)
+    super::containerd::air_gapped(fixtures, &archive, &name)?;
+    super::podman::air_gapped(fixtures, &archive, &name)?;
+    truncated(fixtures, &archive, &dir)
 }
 
 /// `cargo xtask image` for this run's arches, its layout in `dir`, its archive at
 /// `dir/file`.
-pub fn write_archive(run: &Run, dir: &Path, name: &str, file: &str) -> Result<PathBuf> {
+pub fn write_archive(fixtures: &Fixtures, dir: &Path, name: &str, file: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let archive = dir.join(file);
-    let arches: Vec<&str> = run.image.arches.iter().map(|a| a.arch).collect();
-    let cmd = xtask_cli(run.sh)
-        .args(["image", "--version", &run.version.to_string()])
+    let arches: Vec<&str> = fixtures.image.arches.iter().map(|a| a.arch).collect();
+    let cmd = xtask_cli(fixtures.sh)
+        .args(["image", "--version", &fixtures.version.to_string()])
         .args(["--arch", &arches.join(","), "--output"])
         .arg(dir.join("layout"))
         .arg("--archive")
         .arg(&archive)
         .args(["--name", name]);
-    let said = Said::of(cmd)?;
+    let said = CommandOutput::of(cmd)?;
     ensure!(said.success(), "image --archive failed: {:?}", said.stderr);
     Ok(archive)
 }
 
 /// A truncated archive: `reproduce` stops with one line (exit 2).
-fn truncated(run: &Run, archive: &Path, dir: &Path) -> Result<()> {
+fn truncated(fixtures: &Fixtures, archive: &Path, dir: &Path) -> Result<()> {
     let bytes = std::fs::read(archive)?;
     let cut = dir.join("truncated.tar");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3])?;
     let reference = format!("oci-archive:{}", cut.display());
-    let said = Said::of(xtask_cli(run.sh).args(["reproduce", &reference]))?;
+    let said = CommandOutput::of(xtask_cli(fixtures.sh).args(["reproduce", &reference]))?;
     let line = said
         .sole_error()
         .filter(|_| said.code == Some(2) && said.stdout.is_empty())

@@ -6,7 +6,7 @@
 
 use super::cri::CriClient;
 use super::registry::{Registry, PASSWORD, USER};
-use super::{ok, Run};
+use super::{ok, Fixtures, ORPHANS};
 use crate::procfs::{children_of, has_signalfd};
 use anyhow::{ensure, Context, Result};
 use flate2::{Compression, GzBuilder};
@@ -16,9 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xshell::cmd;
-
-/// Orphans the workload leaves behind in the shared PID namespace.
-const ORPHANS: usize = 100;
 
 struct Containerd {
     child: Child,
@@ -32,11 +29,11 @@ impl Drop for Containerd {
     }
 }
 
-pub fn check(run: &Run, registry: &Registry) -> Result<()> {
-    let dir = run.work.join("containerd");
-    let sandbox_image = format!("{}/pause:{}", registry.host, run.version);
-    let workload_image = format!("{}/busybox:e2e", registry.host);
-    push_workload_image(run, &workload_image)?;
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let dir = fixtures.work.join("containerd");
+    let registry = fixtures.registry()?;
+    let sandbox_image = fixtures.pushed()?.by_tag.clone();
+    let workload_image = fixtures.workload_image()?.to_string();
     let containerd = start(&dir, Some(registry), &sandbox_image)?;
     xtask_publish::runtime()?.block_on(async {
         let mut cri = connect(&containerd.socket).await?;
@@ -45,7 +42,7 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
             "containerd: CRI {} via {} {}",
             version.runtime_api_version, version.runtime_name, version.runtime_version
         ));
-        pod_checks(run, &mut cri, &dir, &sandbox_image, &workload_image).await
+        pod_checks(fixtures, &mut cri, &dir, &sandbox_image, &workload_image).await
     })
 }
 
@@ -69,7 +66,7 @@ async fn connect(socket: &Path) -> Result<CriClient> {
 }
 
 async fn pod_checks(
-    run: &Run<'_>,
+    fixtures: &Fixtures<'_>,
     cri: &mut CriClient,
     dir: &Path,
     sandbox_image: &str,
@@ -81,7 +78,7 @@ async fn pod_checks(
         .await?
         .context("containerd has no sandbox image after RunPodSandbox")?;
     let digest = pulled.repo_digests.first().cloned().unwrap_or_default();
-    let ours = run.image.index.digest().to_string();
+    let ours = fixtures.image.index.digest().to_string();
     ensure!(
         digest.ends_with(&ours),
         "containerd pulled {digest}, not our index {ours}"
@@ -159,8 +156,7 @@ async fn orphans_are_reaped(cri: &mut CriClient, pod: &Pod, workload_image: &str
         ..Default::default()
     };
     cri.pull_image(workload_image, Some(auth)).await?;
-    let script =
-        format!("i=0; while [ $i -lt {ORPHANS} ]; do (sleep 2 &); i=$((i+1)); done; sleep 4");
+    let script = super::orphan_maker();
     let workload = container(
         "orphan-maker",
         workload_image,
@@ -364,13 +360,13 @@ fn registry_config(dir: &Path, registry: &Registry) -> Result<String> {
 /// An air-gapped node: no registry anywhere; the archive imported with `ctr`, the
 /// CRI's sandbox image set to its name, and a pod sandbox started through the CRI
 /// with pause as PID 1, uid 65535, and no pull in containerd's (debug) log.
-pub fn air_gapped(run: &Run, archive: &Path, name: &str) -> Result<()> {
-    let dir = run.work.join("containerd-airgap");
+pub fn air_gapped(fixtures: &Fixtures, archive: &Path, name: &str) -> Result<()> {
+    let dir = fixtures.work.join("containerd-airgap");
     let containerd = start(&dir, None, name)?;
     let socket = containerd.socket.clone();
     xtask_publish::runtime()?.block_on(async {
         let mut cri = connect(&socket).await?;
-        let imported = cmd!(run.sh, "ctr -a {socket} -n k8s.io images import {archive}")
+        let imported = cmd!(fixtures.sh, "ctr -a {socket} -n k8s.io images import {archive}")
             .quiet()
             .read()
             .context("ctr images import")?;
@@ -398,7 +394,7 @@ pub fn air_gapped(run: &Run, archive: &Path, name: &str) -> Result<()> {
     })
 }
 
-fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
+pub(super) fn push_workload_image(fixtures: &Fixtures, reference: &str) -> Result<()> {
     let busybox = std::fs::read("/bin/busybox")
         .context("reading /bin/busybox (apt-get install busybox-static)")?;
     let mut tar = tar::Builder::new(Vec::new());
@@ -419,7 +415,7 @@ fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
     std::io::Write::write_all(&mut gz, &tar)?;
     let gz = gz.finish()?;
 
-    let layout_dir = run.work.join("busybox-layout");
+    let layout_dir = fixtures.work.join("busybox-layout");
     let writer = xtask::image::layout::LayoutWriter::create(&layout_dir)?;
     let layer = writer.blob(MediaType::ImageLayerGzip, &gz)?;
     let host = xtask::platform::host()?;
@@ -450,7 +446,7 @@ fn push_workload_image(run: &Run, reference: &str) -> Result<()> {
         .build()?;
     writer.commit(&index)?;
     let creds = format!("{USER}:{PASSWORD}");
-    cmd!(run.sh, "skopeo copy -q --dest-tls-verify=false --dest-creds {creds} oci:{layout_dir}:e2e docker://{reference}").quiet().run()?;
+    cmd!(fixtures.sh, "skopeo copy -q --dest-tls-verify=false --dest-creds {creds} oci:{layout_dir}:e2e docker://{reference}").quiet().run()?;
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 //! never recovers must end the push with one line and no tag.
 
 use super::liar::{Answer, Liar};
-use super::registry::{Registry, PASSWORD, USER};
-use super::{ok, xtask_cli, Run, Said};
+use super::registry::{PASSWORD, USER};
+use super::{ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{ensure, Context, Result};
 use std::sync::Mutex;
 use xshell::cmd;
@@ -25,17 +25,18 @@ fn failing_uploads(upstream: &str, faults: Vec<Answer>, after: Answer) -> Result
 
 /// Push through a registry that fails its first three upload tries, then through one
 /// that never recovers.
-pub fn check(run: &Run, registry: &Registry) -> Result<()> {
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let registry = fixtures.registry()?;
     let flaky = failing_uploads(
         &registry.host,
         vec![Answer::status(503), Answer::Drop, Answer::status(500)],
         Answer::Forward,
     )?;
     let authfile = registry.authfile_as(flaky.host(), PASSWORD)?;
-    let to = format!("{}/flaky:{}", flaky.host(), run.version);
-    let digest = super::registry::push(&run.layout, &to, &authfile)?;
+    let to = format!("{}/flaky:{}", flaky.host(), fixtures.version);
+    let digest = super::registry::push(&fixtures.layout, &to, &authfile)?;
     ensure!(
-        digest == run.image.index.digest().to_string(),
+        digest == fixtures.image.index.digest().to_string(),
         "the retried push gave {digest}, not the layout's index"
     );
     let uploads = flaky.count("POST", "/blobs/uploads/");
@@ -49,10 +50,10 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
 
     let broken = failing_uploads(&registry.host, Vec::new(), Answer::status(503))?;
     let authfile = registry.authfile_as(broken.host(), PASSWORD)?;
-    let to = format!("{}/broken:{}", broken.host(), run.version);
-    let (sh, layout) = (run.sh, &run.layout);
+    let to = format!("{}/broken:{}", broken.host(), fixtures.version);
+    let (sh, layout) = (fixtures.sh, &fixtures.layout);
     let push = xtask_cli(sh).args(["push", "--layout"]).arg(layout);
-    let said = Said::of(push.args(["--to", &to, "--authfile"]).arg(&authfile))?;
+    let said = CommandOutput::of(push.args(["--to", &to, "--authfile"]).arg(&authfile))?;
     let tries = broken.count("POST", "/blobs/uploads/");
     let gave_up = format!("gave up after {} tries", xtask_publish::registry::TRIES);
     let error = said
@@ -66,7 +67,11 @@ pub fn check(run: &Run, registry: &Registry) -> Result<()> {
             )
         })?;
     // Nothing was tagged: the real registry has no such tag.
-    let (creds, host, version) = (format!("{USER}:{PASSWORD}"), &registry.host, &run.version);
+    let (creds, host, version) = (
+        format!("{USER}:{PASSWORD}"),
+        &registry.host,
+        &fixtures.version,
+    );
     let tagged = cmd!(
         sh,
         "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{host}/broken:{version}"

@@ -2,22 +2,28 @@
 //! (docker-registry, skopeo, umoci) read back is right for every arch.
 
 use super::registry::Registry;
-use super::{ok, xtask_cli, Run, Said};
+use super::{ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use std::io::Read;
 use std::path::Path;
-use xshell::cmd;
+use xshell::{cmd, Shell};
 use xtask::elf;
-use xtask::image::{self, arch_tag};
+use xtask::image::{self, arch_tag, ArchImage};
 use xtask_publish::push;
 
 /// Assembles twice into two directories: the index digests must be equal.
-pub fn reproducible(run: &Run) -> Result<()> {
-    let sources = run.sources()?;
-    let first = image::assemble(run.sh, &sources, &run.work.join("repro-a/pause"))?;
-    let second = image::assemble(run.sh, &sources, &run.work.join("repro-b/layout"))?;
+/// The layout itself: reproducible, and written atomically.
+pub fn layout(fixtures: &Fixtures) -> Result<()> {
+    reproducible(fixtures)?;
+    atomic(fixtures)
+}
+
+fn reproducible(fixtures: &Fixtures) -> Result<()> {
+    let sources = fixtures.sources()?;
+    let first = image::assemble(fixtures.sh, &sources, &fixtures.work.join("repro-a/pause"))?;
+    let second = image::assemble(fixtures.sh, &sources, &fixtures.work.join("repro-b/layout"))?;
     ensure!(
         first.index.digest() == second.index.digest(),
         "two assemblies differ: {} vs {}",
@@ -25,7 +31,7 @@ pub fn reproducible(run: &Run) -> Result<()> {
         second.index.digest()
     );
     ensure!(
-        first.index.digest() == run.image.index.digest(),
+        first.index.digest() == fixtures.image.index.digest(),
         "the e2e layout differs from a fresh assembly"
     );
     ok(format!(
@@ -36,17 +42,17 @@ pub fn reproducible(run: &Run) -> Result<()> {
 }
 
 /// A run that fails after writing every blob must leave the previous layout as it was.
-pub fn atomic(run: &Run) -> Result<()> {
-    let output = run.work.join("atomic/pause");
-    let sources = run.sources()?;
-    image::assemble(run.sh, &sources, &output)?;
+fn atomic(fixtures: &Fixtures) -> Result<()> {
+    let output = fixtures.work.join("atomic/pause");
+    let sources = fixtures.sources()?;
+    image::assemble(fixtures.sh, &sources, &output)?;
     let before = snapshot(&output)?;
     // Another time: every blob differs, so any that leaked would show.
     let other = image::Sources {
         epoch: sources.epoch + 1,
-        ..run.sources()?
+        ..fixtures.sources()?
     };
-    let err = image::seam::assemble_failing_before_commit(run.sh, &other, &output);
+    let err = image::seam::assemble_failing_before_commit(fixtures.sh, &other, &output);
     ensure!(
         err.as_ref()
             .is_err_and(|e| e.to_string().contains("injected failure")),
@@ -91,24 +97,27 @@ fn snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(files)
 }
 
-/// Push (interrupted, then completed), then read back with skopeo and umoci.
-pub fn registry(run: &Run, registry: &Registry) -> Result<()> {
-    let reference = format!("{}/pause", registry.host);
-    let digest = push_resumes(run, registry, &reference)?;
-    served_as_pushed(run, &reference, &digest)?;
-    every_arch_pulls(run, &reference)?;
-    sboms_are_referrers(run, &reference)?;
-    push_refusals(run, registry, &reference)?;
-    credential_helper(run, registry, &reference)
+/// Push (interrupted, then completed), then read back with skopeo and umoci. A
+/// repository of its own, so the push starts with nothing there.
+pub fn registry(fixtures: &Fixtures) -> Result<()> {
+    let registry = fixtures.registry()?;
+    let reference = format!("{}/pause-push", registry.host);
+    let digest = push_resumes(fixtures, registry, &reference)?;
+    served_as_pushed(fixtures, &reference, &digest)?;
+    every_arch_pulls(fixtures, &reference)?;
+    sboms_are_referrers(fixtures.sh, &reference, &fixtures.image.arches)?;
+    ok("sbom: every arch's SPDX artifact is listed under its sha256-<hex> referrers tag");
+    push_refusals(fixtures, registry, &reference)?;
+    credential_helper(fixtures, registry, &reference)
 }
 
 /// A push killed after two blob uploads completes when run again.
-fn push_resumes(run: &Run, registry: &Registry, reference: &str) -> Result<String> {
+fn push_resumes(fixtures: &Fixtures, registry: &Registry, reference: &str) -> Result<String> {
     let good = registry.authfile(super::registry::PASSWORD)?;
     let rt = xtask_publish::runtime()?;
     let err = rt
         .block_on(push::seam::push_interrupted(
-            &run.layout,
+            &fixtures.layout,
             &reference.parse()?,
             &super::registry::options(&good),
             2,
@@ -118,15 +127,15 @@ fn push_resumes(run: &Run, registry: &Registry, reference: &str) -> Result<Strin
         format!("{err:#}").contains("interrupted"),
         "unexpected: {err:#}"
     );
-    let digest = super::registry::push(&run.layout, reference, &good)?;
+    let digest = super::registry::push(&fixtures.layout, reference, &good)?;
     ensure!(
-        digest == run.image.index.digest().to_string(),
+        digest == fixtures.image.index.digest().to_string(),
         "pushed {digest}, layout has {}",
-        run.image.index.digest()
+        fixtures.image.index.digest()
     );
     ok(format!(
         "push: interrupted after 2 blobs, completed on the next run: {reference}:{} {digest}",
-        run.version
+        fixtures.version
     ));
     Ok(digest)
 }
@@ -137,8 +146,8 @@ fn creds() -> String {
 }
 
 /// What the registry serves under the tag is the layout's index, byte for byte.
-fn served_as_pushed(run: &Run, reference: &str, digest: &str) -> Result<()> {
-    let (sh, creds, version) = (run.sh, creds(), &run.version);
+fn served_as_pushed(fixtures: &Fixtures, reference: &str, digest: &str) -> Result<()> {
+    let (sh, creds, version) = (fixtures.sh, creds(), &fixtures.version);
     let raw = cmd!(
         sh,
         "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{version}"
@@ -159,14 +168,11 @@ fn served_as_pushed(run: &Run, reference: &str, digest: &str) -> Result<()> {
 
 /// skopeo pulls each arch's binary by `--override-arch`, and it runs there; umoci
 /// unpacks each per-arch tag of the layout with /pause 0755.
-fn every_arch_pulls(run: &Run, reference: &str) -> Result<()> {
-    let (sh, creds, version) = (run.sh, creds(), &run.version);
-    for arch in &run.image.arches {
-        let p = xtask::platform::PLATFORMS
-            .iter()
-            .find(|p| p.arch == arch.arch)
-            .context("arch not in table")?;
-        let dest = run.work.join(format!("skopeo-{}", p.arch));
+fn every_arch_pulls(fixtures: &Fixtures, reference: &str) -> Result<()> {
+    let (sh, creds, version) = (fixtures.sh, creds(), &fixtures.version);
+    for arch in &fixtures.image.arches {
+        let p = xtask::platform::by_arch(arch.arch).context("arch not in the table")?;
+        let dest = fixtures.work.join(format!("skopeo-{}", p.arch));
         let oci_arch = p.oci_arch;
         let variant: Vec<String> = p
             .oci_variant
@@ -177,7 +183,7 @@ fn every_arch_pulls(run: &Run, reference: &str) -> Result<()> {
         elf::check_bytes(&bytes, p)
             .with_context(|| format!("skopeo --override-arch {oci_arch} gave the wrong binary"))?;
         // And the pulled binary runs on its architecture (under qemu-user).
-        let pulled = run.work.join(format!("pulled-{}", p.dist_name));
+        let pulled = fixtures.work.join(format!("pulled-{}", p.dist_name));
         std::fs::write(&pulled, &bytes)?;
         std::fs::set_permissions(&pulled, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let qemu = p.qemu;
@@ -188,8 +194,8 @@ fn every_arch_pulls(run: &Run, reference: &str) -> Result<()> {
             p.arch
         );
         // umoci by per-arch ref, from our own layout: /pause must be there, 0755.
-        let bundle = run.work.join(format!("umoci-{}", p.arch));
-        let layout = &run.layout;
+        let bundle = fixtures.work.join(format!("umoci-{}", p.arch));
+        let layout = &fixtures.layout;
         let tag = arch_tag(version, p);
         cmd!(sh, "umoci unpack --image {layout}:{tag} {bundle}")
             .quiet()
@@ -214,11 +220,12 @@ fn every_arch_pulls(run: &Run, reference: &str) -> Result<()> {
     Ok(())
 }
 
-/// The SBOM is found through the referrers fallback tag of each manifest.
-fn sboms_are_referrers(run: &Run, reference: &str) -> Result<()> {
-    let (sh, creds) = (run.sh, creds());
-    for arch in &run.image.arches {
-        let fallback = arch.manifest.digest().to_string().replace(':', "-");
+/// Each arch's SBOM is found through the referrers fallback tag of its manifest in
+/// `reference` (a repository).
+pub fn sboms_are_referrers(sh: &Shell, reference: &str, arches: &[ArchImage]) -> Result<()> {
+    let creds = creds();
+    for arch in arches {
+        let fallback = xtask::image::layout::referrers_tag(&arch.manifest);
         let raw = cmd!(sh, "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{fallback}").quiet().output()?.stdout;
         let referrers: ImageIndex =
             serde_json::from_slice(&raw).context("the referrers fallback tag is not an index")?;
@@ -231,17 +238,16 @@ fn sboms_are_referrers(run: &Run, reference: &str) -> Result<()> {
             arch.arch
         );
     }
-    ok("sbom: every arch's SPDX artifact is listed under its sha256-<hex> referrers tag");
     Ok(())
 }
 
 /// Bad input, through the real command line, `cargo xtask push` (quiet, and offline
 /// in this network namespace): one line, non-zero exit. Through cargo, not a path to
 /// the binary: cargo may have replaced target/debug/xtask since it started.
-fn push_refusals(run: &Run, registry: &Registry, reference: &str) -> Result<()> {
-    let (sh, host, layout) = (run.sh, &registry.host, &run.layout);
+fn push_refusals(fixtures: &Fixtures, registry: &Registry, reference: &str) -> Result<()> {
+    let (sh, host, layout) = (fixtures.sh, &registry.host, &fixtures.layout);
     let wrong = registry.authfile("wrong-password")?;
-    let no_helper = run.work.join("no-helper.json");
+    let no_helper = fixtures.work.join("no-helper.json");
     std::fs::write(
         &no_helper,
         format!(r#"{{"credHelpers":{{"{host}":"pause-e2e-absent"}}}}"#),
@@ -274,7 +280,7 @@ fn push_refusals(run: &Run, registry: &Registry, reference: &str) -> Result<()> 
             "invalid reference".to_string(),
         ),
     ] {
-        let said = Said::of(
+        let said = CommandOutput::of(
             xtask_cli(sh)
                 .args(["push", "--layout"])
                 .arg(layout)
@@ -306,9 +312,9 @@ fn push_refusals(run: &Run, registry: &Registry, reference: &str) -> Result<()> 
 /// Credentials from a credential helper, as `docker login` leaves them with
 /// `credHelpers`: a stub `docker-credential-pause-e2e` on PATH answers for the
 /// registry, and push goes through with what it said.
-fn credential_helper(run: &Run, registry: &Registry, reference: &str) -> Result<()> {
-    let (sh, host, layout) = (run.sh, &registry.host, &run.layout);
-    let dir = run.work.join("credential-helper");
+fn credential_helper(fixtures: &Fixtures, registry: &Registry, reference: &str) -> Result<()> {
+    let (sh, host, layout) = (fixtures.sh, &registry.host, &fixtures.layout);
+    let dir = fixtures.work.join("credential-helper");
     std::fs::create_dir_all(&dir)?;
     let helper = dir.join("docker-credential-pause-e2e");
     // Fixed text: the helper protocol's `get` reads the server on stdin.
@@ -329,7 +335,7 @@ fn credential_helper(run: &Run, registry: &Registry, reference: &str) -> Result<
     let path = format!("{}:{}", dir.display(), sh.var("PATH")?);
     let to = format!("{reference}:helper");
     let push = xtask_cli(sh).args(["push", "--layout"]).arg(layout);
-    let said = Said::of(
+    let said = CommandOutput::of(
         push.args(["--to", &to, "--authfile"])
             .arg(&config)
             .env("PATH", path),

@@ -3,7 +3,7 @@
 //! redirect, a dropped connection) or forwards it to a real registry behind it. It
 //! records every request it gets, so checks can say what the registry received.
 
-use super::loopback::{read_head, Server};
+use super::loopback::{read_head, Server, Serving};
 use anyhow::Result;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -105,7 +105,7 @@ impl Liar {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (record, upstream) = (seen.clone(), upstream.map(str::to_string));
         let rule: Arc<Rule> = Arc::new(rule);
-        let server = Server::start_on(ip, true, move |client| {
+        let server = Server::start_on(ip, Serving::Concurrently, move |client| {
             serve(client, upstream.as_deref(), rule.as_ref(), &record)
         })?;
         Ok(Liar { server, seen })

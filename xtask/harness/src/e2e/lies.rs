@@ -7,7 +7,7 @@
 
 use super::liar::{Answer, Liar, Request};
 use super::registry::{authfile, options, Registry, PASSWORD, USER};
-use super::{as_cli, ok, xtask_cli, Run, Said};
+use super::{as_cli, ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,19 +21,20 @@ const MEMORY_BOUND_KIB: u64 = 256 * 1024;
 /// The password that must appear in no output line.
 const SECRET: &str = "pause-e2e-s3cret-pw";
 
-pub fn check(run: &Run, registry: &Registry) -> Result<()> {
-    let dir = run.work.join("lies");
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let registry = fixtures.registry()?;
+    let dir = fixtures.work.join("lies");
     std::fs::create_dir_all(&dir)?;
-    endless_manifest(run, registry, &dir)?;
-    nested_json(run, registry)?;
-    wrong_bytes(run, registry)?;
-    dripping(run, registry)?;
-    referrers_failing(run, registry)?;
-    referrers_kept(run, registry)?;
-    fails_after_manifests(run, registry)?;
-    redirect(run, registry)?;
-    endless_token(run, registry)?;
-    secret_never_shown(run, &dir)
+    endless_manifest(fixtures, registry, &dir)?;
+    nested_json(fixtures, registry)?;
+    wrong_bytes(fixtures, registry)?;
+    dripping(fixtures, registry)?;
+    referrers_failing(fixtures, registry)?;
+    referrers_kept(fixtures, registry)?;
+    fails_after_manifests(fixtures, registry)?;
+    redirect(fixtures, registry)?;
+    endless_token(fixtures, registry)?;
+    secret_never_shown(fixtures, &dir)
 }
 
 /// A registry with no auth that answers `/v2/` and hands every other request to `rule`.
@@ -46,21 +47,26 @@ fn open_liar(rule: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> Resul
     })
 }
 
-fn reproduce(run: &Run, reference: &str, authfile: &Path, extra: &[&str]) -> Result<Said> {
-    let cmd = xtask_cli(run.sh).args(["reproduce", reference, "--authfile"]);
-    Said::of(cmd.arg(authfile).args(extra))
+fn reproduce(
+    fixtures: &Fixtures,
+    reference: &str,
+    authfile: &Path,
+    extra: &[&str],
+) -> Result<CommandOutput> {
+    let cmd = xtask_cli(fixtures.sh).args(["reproduce", reference, "--authfile"]);
+    CommandOutput::of(cmd.arg(authfile).args(extra))
 }
 
-fn push(run: &Run, to: &str, authfile: &Path) -> Result<Said> {
-    let cmd = xtask_cli(run.sh)
+fn push(fixtures: &Fixtures, to: &str, authfile: &Path) -> Result<CommandOutput> {
+    let cmd = xtask_cli(fixtures.sh)
         .args(["push", "--layout"])
-        .arg(&run.layout);
-    Said::of(cmd.args(["--to", to, "--authfile"]).arg(authfile))
+        .arg(&fixtures.layout);
+    CommandOutput::of(cmd.args(["--to", to, "--authfile"]).arg(authfile))
 }
 
 /// The exit status is `code` and stderr ends with its one `error:` line, which holds
 /// every one of `needles`. Returns that line.
-fn one_line(said: &Said, code: i32, needles: &[&str], case: &str) -> Result<String> {
+fn one_line(said: &CommandOutput, code: i32, needles: &[&str], case: &str) -> Result<String> {
     let line = said
         .sole_error()
         .filter(|line| needles.iter().all(|n| line.contains(n)))
@@ -85,10 +91,10 @@ fn tags_put(liar: &Liar) -> Vec<String> {
 }
 
 /// Whether the real registry has `repo:tag`.
-fn tagged(run: &Run, registry: &Registry, repo: &str, tag: &str) -> bool {
+fn tagged(fixtures: &Fixtures, registry: &Registry, repo: &str, tag: &str) -> bool {
     let (creds, host) = (format!("{USER}:{PASSWORD}"), &registry.host);
     cmd!(
-        run.sh,
+        fixtures.sh,
         "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{host}/{repo}:{tag}"
     )
     .quiet()
@@ -100,7 +106,7 @@ fn tagged(run: &Run, registry: &Registry, repo: &str, tag: &str) -> bool {
 
 /// An endless manifest: reproduce stops at 4 MiB, at once, with its peak memory
 /// (wait4's maxrss of the whole command) under 256 MB.
-fn endless_manifest(run: &Run, registry: &Registry, dir: &Path) -> Result<()> {
+fn endless_manifest(fixtures: &Fixtures, registry: &Registry, dir: &Path) -> Result<()> {
     let liar = open_liar(|request| match request.is("GET", "/manifests/") {
         true => Answer::Endless {
             content_type: INDEX.to_string(),
@@ -108,11 +114,11 @@ fn endless_manifest(run: &Run, registry: &Registry, dir: &Path) -> Result<()> {
         false => Answer::status(404),
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
-    let reference = format!("{}/pause:{}", liar.host(), run.version);
+    let reference = format!("{}/pause:{}", liar.host(), fixtures.version);
     let out = dir.join("endless.maxrss");
     let exe = std::env::current_exe()?;
-    let said = Said::of(as_cli(cmd!(
-        run.sh,
+    let said = CommandOutput::of(as_cli(cmd!(
+        fixtures.sh,
         "{exe} max-rss --out {out} -- cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {reference} --authfile {authfile}"
     )))?;
     let line = one_line(
@@ -139,30 +145,30 @@ fn endless_manifest(run: &Run, registry: &Registry, dir: &Path) -> Result<()> {
 }
 
 /// 2 MB of nested JSON as the index: one line, no stack overflow.
-fn nested_json(run: &Run, registry: &Registry) -> Result<()> {
+fn nested_json(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let liar = open_liar(|request| match request.is("GET", "/manifests/") {
         true => Answer::body(200, INDEX, "[".repeat(2_000_000)),
         false => Answer::status(404),
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
-    let reference = format!("{}/pause:{}", liar.host(), run.version);
-    let said = reproduce(run, &reference, &authfile, &[])?;
+    let reference = format!("{}/pause:{}", liar.host(), fixtures.version);
+    let said = reproduce(fixtures, &reference, &authfile, &[])?;
     let line = one_line(&said, 2, &["is not an image index"], "nested JSON")?;
     ok(format!("lies: 2 MB of nested JSON: exit 2: {line}"));
     Ok(())
 }
 
 /// An index by digest whose bytes are another's: reproduce trusts its own digest.
-fn wrong_bytes(run: &Run, registry: &Registry) -> Result<()> {
+fn wrong_bytes(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let other = format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[]}}"#);
     let liar = open_liar(move |request| match request.is("GET", "/manifests/") {
         true => Answer::body(200, INDEX, other.clone()),
         false => Answer::status(404),
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
-    let digest = run.image.index.digest().to_string();
+    let digest = fixtures.image.index.digest().to_string();
     let reference = format!("{}/pause@{digest}", liar.host());
-    let said = reproduce(run, &reference, &authfile, &[])?;
+    let said = reproduce(fixtures, &reference, &authfile, &[])?;
     let line = one_line(
         &said,
         2,
@@ -177,15 +183,15 @@ fn wrong_bytes(run: &Run, registry: &Registry) -> Result<()> {
 
 /// A manifest that drips a byte a second: each try ends at the deadline (`--timeout
 /// 1`), and the command gives up after its tries.
-fn dripping(run: &Run, registry: &Registry) -> Result<()> {
+fn dripping(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let liar = open_liar(|request| match request.is("GET", "/manifests/") {
         true => Answer::Drip,
         false => Answer::status(404),
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
-    let reference = format!("{}/pause:{}", liar.host(), run.version);
+    let reference = format!("{}/pause:{}", liar.host(), fixtures.version);
     let started = Instant::now();
-    let said = reproduce(run, &reference, &authfile, &["--timeout", "1"])?;
+    let said = reproduce(fixtures, &reference, &authfile, &["--timeout", "1"])?;
     let took = started.elapsed();
     let line = one_line(&said, 2, &["within 1s", "gave up after"], "dripping")?;
     let gets = liar.count("GET", "/manifests/");
@@ -202,7 +208,7 @@ fn dripping(run: &Run, registry: &Registry) -> Result<()> {
 
 /// A referrers tag that answers 500 every time, or HTML: push stops with one line,
 /// before it writes any tag.
-fn referrers_failing(run: &Run, registry: &Registry) -> Result<()> {
+fn referrers_failing(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let cases: [(&str, Answer, Vec<String>); 2] = [
         (
             "500",
@@ -225,15 +231,15 @@ fn referrers_failing(run: &Run, registry: &Registry) -> Result<()> {
         let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
         let repo = format!("referrers-{name}");
         let said = push(
-            run,
-            &format!("{}/{repo}:{}", liar.host(), run.version),
+            fixtures,
+            &format!("{}/{repo}:{}", liar.host(), fixtures.version),
             &authfile,
         )?;
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
         let line = one_line(&said, 1, &needles, &format!("referrers {name}"))?;
         let tags = tags_put(&liar);
         ensure!(
-            tags.is_empty() && !tagged(run, registry, &repo, &run.version.to_string()),
+            tags.is_empty() && !tagged(fixtures, registry, &repo, &fixtures.version.to_string()),
             "a push whose referrers read failed ({name}) tagged {tags:?}"
         );
         ok(format!(
@@ -245,10 +251,10 @@ fn referrers_failing(run: &Run, registry: &Registry) -> Result<()> {
 
 /// Another tool's entry in a referrers index (an artifact type we do not know, its
 /// annotations, a field we do not know) is there, byte for byte, after our push.
-fn referrers_kept(run: &Run, registry: &Registry) -> Result<()> {
+fn referrers_kept(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let authfile = registry.authfile(PASSWORD)?;
     let repo = "referrers-kept";
-    let arch = run
+    let arch = fixtures
         .image
         .arches
         .first()
@@ -256,8 +262,8 @@ fn referrers_kept(run: &Run, registry: &Registry) -> Result<()> {
     let fallback = xtask::image::layout::referrers_tag(&arch.manifest);
     let entry = theirs(registry, repo, &authfile, &fallback)?;
     let said = push(
-        run,
-        &format!("{}/{repo}:{}", registry.host, run.version),
+        fixtures,
+        &format!("{}/{repo}:{}", registry.host, fixtures.version),
         &authfile,
     )?;
     ensure!(
@@ -267,7 +273,7 @@ fn referrers_kept(run: &Run, registry: &Registry) -> Result<()> {
     );
     let (creds, host) = (format!("{USER}:{PASSWORD}"), &registry.host);
     let raw = cmd!(
-        run.sh,
+        fixtures.sh,
         "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{host}/{repo}:{fallback}"
     )
     .quiet()
@@ -346,7 +352,7 @@ fn theirs(
 
 /// A failure after the manifests (the first referrers tag refused): no tag at all,
 /// VERSION included; the next push completes.
-fn fails_after_manifests(run: &Run, registry: &Registry) -> Result<()> {
+fn fails_after_manifests(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let refused = AtomicBool::new(false);
     let liar = Liar::start(Some(&registry.host), move |request| {
         if request.is("PUT", "/manifests/sha256-") && !refused.swap(true, Ordering::SeqCst) {
@@ -356,10 +362,10 @@ fn fails_after_manifests(run: &Run, registry: &Registry) -> Result<()> {
         Answer::Forward
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
-    let (repo, version) = ("after-manifests", run.version.to_string());
+    let (repo, version) = ("after-manifests", fixtures.version.to_string());
     let version = version.as_str();
     let to = format!("{}/{repo}:{version}", liar.host());
-    let said = push(run, &to, &authfile)?;
+    let said = push(fixtures, &to, &authfile)?;
     let line = one_line(
         &said,
         1,
@@ -373,15 +379,17 @@ fn fails_after_manifests(run: &Run, registry: &Registry) -> Result<()> {
         .count();
     let tags = tags_put(&liar);
     ensure!(
-        manifests == run.image.arches.len() * 2
+        manifests == fixtures.image.arches.len() * 2
             && tags.len() == 1
-            && !tagged(run, registry, repo, version),
+            && !tagged(fixtures, registry, repo, version),
         "after a failure past the manifests ({manifests} manifests): tags {tags:?}, or {version} is tagged"
     );
-    let again = push(run, &to, &authfile)?;
-    let digest = run.image.index.digest().to_string();
+    let again = push(fixtures, &to, &authfile)?;
+    let digest = fixtures.image.index.digest().to_string();
     ensure!(
-        again.success() && again.stdout.trim() == digest && tagged(run, registry, repo, version),
+        again.success()
+            && again.stdout.trim() == digest
+            && tagged(fixtures, registry, repo, version),
         "the push after a failure did not complete: {:?}",
         again.stderr
     );
@@ -393,7 +401,7 @@ fn fails_after_manifests(run: &Run, registry: &Registry) -> Result<()> {
 
 /// A redirect to another loopback address: the request follows it, the credentials
 /// do not.
-fn redirect(run: &Run, registry: &Registry) -> Result<()> {
+fn redirect(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let elsewhere = Liar::start_on("127.0.0.2", None, |_| Answer::status(404))?;
     let target = elsewhere.host().to_string();
     let liar = Liar::start(None, move |request| {
@@ -406,8 +414,8 @@ fn redirect(run: &Run, registry: &Registry) -> Result<()> {
         }
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
-    let reference = format!("{}/pause:{}", liar.host(), run.version);
-    let said = reproduce(run, &reference, &authfile, &[])?;
+    let reference = format!("{}/pause:{}", liar.host(), fixtures.version);
+    let said = reproduce(fixtures, &reference, &authfile, &[])?;
     let line = one_line(&said, 2, &[liar.host()], "a redirect")?;
     let sent = |liar: &Liar| {
         liar.seen()
@@ -430,7 +438,7 @@ fn redirect(run: &Run, registry: &Registry) -> Result<()> {
 }
 
 /// A token endpoint whose answer never ends: one request, stopped at 64 KiB.
-fn endless_token(run: &Run, registry: &Registry) -> Result<()> {
+fn endless_token(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
     let tokens = Liar::start(None, |_| Answer::Endless {
         content_type: "application/json".to_string(),
     })?;
@@ -443,8 +451,8 @@ fn endless_token(run: &Run, registry: &Registry) -> Result<()> {
     })?;
     let authfile = registry.authfile_as(liar.host(), PASSWORD)?;
     let said = push(
-        run,
-        &format!("{}/pause:{}", liar.host(), run.version),
+        fixtures,
+        &format!("{}/pause:{}", liar.host(), fixtures.version),
         &authfile,
     )?;
     let line = one_line(
@@ -466,7 +474,7 @@ fn endless_token(run: &Run, registry: &Registry) -> Result<()> {
 
 /// A registry that echoes the credentials back in every error: no output line holds
 /// the password or its Basic encoding, through retry notes and the last line.
-fn secret_never_shown(run: &Run, dir: &Path) -> Result<()> {
+fn secret_never_shown(fixtures: &Fixtures, dir: &Path) -> Result<()> {
     let liar = Liar::start(None, move |request| {
         let Some(authorization) = request.header("authorization") else {
             return Answer::header(401, "WWW-Authenticate", r#"Basic realm="liar""#);
@@ -479,15 +487,15 @@ fn secret_never_shown(run: &Run, dir: &Path) -> Result<()> {
         Answer::body(503, "application/json", envelope.to_string())
     })?;
     let authfile: PathBuf = authfile(dir, liar.host(), USER, SECRET)?;
-    let reference = format!("{}/pause:{}", liar.host(), run.version);
-    let reproduced = reproduce(run, &reference, &authfile, &[])?;
+    let reference = format!("{}/pause:{}", liar.host(), fixtures.version);
+    let reproduced = reproduce(fixtures, &reference, &authfile, &[])?;
     let line = one_line(
         &reproduced,
         2,
         &["***", "gave up after"],
         "an echoing registry",
     )?;
-    let pushed = push(run, &reference, &authfile)?;
+    let pushed = push(fixtures, &reference, &authfile)?;
     one_line(&pushed, 1, &["gave up after"], "an echoing registry (push)")?;
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{SECRET}"));

@@ -15,20 +15,28 @@ pub struct Server {
     stop: Arc<AtomicBool>,
 }
 
+/// How a server takes its connections.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Serving {
+    /// Each on a thread of its own: a proxy's connections overlap.
+    Concurrently,
+    /// One after another: an issuer's answers are quick.
+    OneAtATime,
+}
+
 impl Server {
-    /// Serves each connection with `handle`, on a thread of its own when `threaded`
-    /// (a proxy's connections overlap; an issuer's answers are quick).
+    /// Serves each connection with `handle` on a free port of 127.0.0.1.
     pub fn start(
-        threaded: bool,
+        serving: Serving,
         handle: impl Fn(TcpStream) -> Result<()> + Send + Sync + 'static,
     ) -> Result<Server> {
-        Server::start_on("127.0.0.1", threaded, handle)
+        Server::start_on("127.0.0.1", serving, handle)
     }
 
     /// `start`, on a free port of `ip` (another loopback address: `127.0.0.2`).
     pub fn start_on(
         ip: &str,
-        threaded: bool,
+        serving: Serving,
         handle: impl Fn(TcpStream) -> Result<()> + Send + Sync + 'static,
     ) -> Result<Server> {
         let listener = TcpListener::bind((ip, 0))?;
@@ -45,7 +53,7 @@ impl Server {
                 };
                 let _ = stream.set_nonblocking(false);
                 let handle = handle.clone();
-                if threaded {
+                if serving == Serving::Concurrently {
                     std::thread::spawn(move || {
                         let _ = handle(stream);
                     });

@@ -2,8 +2,8 @@
 //! run pods with it: our image as a pod's infra container sharing the PID namespace
 //! with a workload that leaves orphans; as a hardened container; pulled per arch.
 
-use super::registry::{Registry, PASSWORD, USER};
-use super::{ok, Run};
+use super::registry::{PASSWORD, USER};
+use super::{ok, Fixtures, ORPHANS};
 use crate::procfs::{children_of, has_signalfd, status_field};
 use anyhow::{ensure, Context, Result};
 use oci_spec::image::ImageManifest;
@@ -11,15 +11,13 @@ use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 use xtask::wait;
 
-/// How many orphans the pod's workload leaves behind.
-const ORPHANS: usize = 100;
-
-pub fn check(run: &Run, registry: &Registry, workload_image: &str) -> Result<()> {
-    let sh = run.sh;
-    let config = xtask::cross::podman_config(&run.work.join("podman"))?;
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let sh = fixtures.sh;
+    let image = fixtures.pushed()?.by_digest.clone();
+    let workload_image = fixtures.workload_image()?;
+    let config = xtask::cross::podman_config(&fixtures.work.join("podman"))?;
     let _env: Vec<_> = config.iter().map(|(k, v)| sh.push_env(k, v)).collect();
     let creds = format!("{USER}:{PASSWORD}");
-    let image = format!("{}/pause@{}", registry.host, run.image.index.digest());
     for reference in [image.as_str(), workload_image] {
         cmd!(
             sh,
@@ -30,8 +28,8 @@ pub fn check(run: &Run, registry: &Registry, workload_image: &str) -> Result<()>
         .run()
         .with_context(|| format!("podman pull {reference}"))?;
     }
-    let result = pod(run, &image, workload_image).and_then(|()| hardened(run, &image));
-    let result = result.and_then(|()| every_arch(run, &image, &creds));
+    let result = pod(fixtures, &image, workload_image).and_then(|()| hardened(fixtures, &image));
+    let result = result.and_then(|()| every_arch(fixtures, &image, &creds));
     // Whatever happened, leave no container running in this namespace.
     let _ = cmd!(sh, "podman rm -a -f -t 0")
         .quiet()
@@ -70,8 +68,8 @@ fn ready_pid(sh: &Shell, name: &str) -> Result<u32> {
 
 /// A pod whose infra container is our image: pause is PID 1 of the pod's PID
 /// namespace, reaps the workload's orphans, and `podman pod stop` ends it with exit 0.
-fn pod(run: &Run, image: &str, workload_image: &str) -> Result<()> {
-    let sh = run.sh;
+fn pod(fixtures: &Fixtures, image: &str, workload_image: &str) -> Result<()> {
+    let sh = fixtures.sh;
     cmd!(sh, "podman pod create --name pause-e2e --infra-image {image} --share pid,ipc,uts --network host")
         .quiet()
         .ignore_stdout()
@@ -90,8 +88,7 @@ fn pod(run: &Run, image: &str, workload_image: &str) -> Result<()> {
         nspid.last().map(String::as_str) == Some("1"),
         "the infra container's pause is not PID 1 of the pod: NSpid {nspid:?}"
     );
-    let script =
-        format!("i=0; while [ $i -lt {ORPHANS} ]; do (sleep 2 &); i=$((i+1)); done; sleep 4");
+    let script = super::orphan_maker();
     cmd!(
         sh,
         "podman run -d --pod pause-e2e --name orphan-maker {workload_image} /bin/sh -c {script}"
@@ -147,8 +144,8 @@ fn pod(run: &Run, image: &str, workload_image: &str) -> Result<()> {
 /// `podman run` with everything taken away: read-only root, no capabilities, no new
 /// privileges, podman's default seccomp profile. pause runs as 65535, answers `-v`
 /// through exec, and stops with exit 0.
-fn hardened(run: &Run, image: &str) -> Result<()> {
-    let sh = run.sh;
+fn hardened(fixtures: &Fixtures, image: &str) -> Result<()> {
+    let sh = fixtures.sh;
     cmd!(sh, "podman run -d --name hardened --read-only --cap-drop=all --security-opt no-new-privileges {image}")
         .quiet()
         .ignore_stdout()
@@ -166,7 +163,7 @@ fn hardened(run: &Run, image: &str) -> Result<()> {
     );
     let said = cmd!(sh, "podman exec hardened /pause -v").quiet().read()?;
     ensure!(
-        said == xtask::version::line(&run.version),
+        said == xtask::version::line(&fixtures.version),
         "podman exec hardened /pause -v said {said:?}"
     );
     let sent = Instant::now();
@@ -193,16 +190,13 @@ fn hardened(run: &Run, image: &str) -> Result<()> {
 
 /// `podman pull --arch` picks each arch's manifest: the image it stores is that
 /// arch's config.
-fn every_arch(run: &Run, image: &str, creds: &str) -> Result<()> {
-    let sh = run.sh;
+fn every_arch(fixtures: &Fixtures, image: &str, creds: &str) -> Result<()> {
+    let sh = fixtures.sh;
     let mut picked = Vec::new();
-    for arch in &run.image.arches {
-        let p = xtask::platform::PLATFORMS
-            .iter()
-            .find(|p| p.arch == arch.arch)
-            .context("arch not in the table")?;
+    for arch in &fixtures.image.arches {
+        let p = xtask::platform::by_arch(arch.arch).context("arch not in the table")?;
         let manifest: ImageManifest = serde_json::from_slice(&xtask::image::layout::read_blob(
-            &run.layout,
+            &fixtures.layout,
             arch.manifest.digest().as_ref(),
         )?)?;
         let config = manifest.config().digest().to_string();
@@ -230,9 +224,9 @@ fn every_arch(run: &Run, image: &str, creds: &str) -> Result<()> {
 
 /// An air-gapped node: `podman load` of the archive into storage of its own, then a
 /// pod whose infra image is the archive's name: pause is the pod's PID 1, uid 65535.
-pub fn air_gapped(run: &Run, archive: &std::path::Path, name: &str) -> Result<()> {
-    let sh = run.sh;
-    let config = xtask::cross::podman_config(&run.work.join("podman-airgap"))?;
+pub fn air_gapped(fixtures: &Fixtures, archive: &std::path::Path, name: &str) -> Result<()> {
+    let sh = fixtures.sh;
+    let config = xtask::cross::podman_config(&fixtures.work.join("podman-airgap"))?;
     let _env: Vec<_> = config.iter().map(|(k, v)| sh.push_env(k, v)).collect();
     let loaded = cmd!(sh, "podman load -i {archive}")
         .quiet()

@@ -6,8 +6,7 @@
 //! The images hold one platform, the table's probe (s390x): each reproduce rebuilds
 //! every platform of its image from nothing.
 
-use super::registry::Registry;
-use super::{ok, skip_or_fail, xtask_cli, Run, Said};
+use super::{ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -25,13 +24,13 @@ const TAMPERED: &[u8] = b"Warning: PAUSE should be the first process";
 /// Starts, on a thread of its own, the rebuild that `check`'s reproduce runs will ask
 /// for (HEAD, the probe arch, this run's version and time), so that theirs are
 /// incremental. None on a tree with uncommitted changes, where `check` skips.
-pub fn rebuild_in_background(run: &Run) -> Option<JoinHandle<Result<()>>> {
-    let revision = image::revision(run.sh);
+pub fn rebuild_in_background(fixtures: &Fixtures) -> Option<JoinHandle<Result<()>>> {
+    let revision = image::revision(fixtures.sh);
     if revision.ends_with("-dirty") {
         return None;
     }
     let provenance = Provenance {
-        version: run.version.clone(),
+        version: fixtures.version.clone(),
         revision,
         source: String::new(),
         created: "SOURCE_DATE_EPOCH".to_string(),
@@ -43,27 +42,20 @@ pub fn rebuild_in_background(run: &Run) -> Option<JoinHandle<Result<()>>> {
     }))
 }
 
-pub fn check(
-    run: &Run,
-    registry: &Registry,
-    rebuild: Option<JoinHandle<Result<()>>>,
-) -> Result<()> {
-    if let Some(rebuild) = rebuild {
-        rebuild
-            .join()
-            .map_err(|_| anyhow::anyhow!("the background rebuild panicked"))?
-            .context("rebuilding HEAD in its reproduce worktree")?;
+/// Why reproduce cannot run on this tree.
+pub const NEEDS_A_COMMIT: &str =
+    "reproduce needs a committed tree (it rebuilds HEAD): commit or stash the changes";
+
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    if !fixtures.rebuilt()? {
+        return fixtures.skip_or_fail("reproduce", NEEDS_A_COMMIT, "");
     }
-    let sh = run.sh;
+    let sh = fixtures.sh;
     let revision = image::revision(sh);
-    if revision.ends_with("-dirty") {
-        let why =
-            "reproduce needs a committed tree (it rebuilds HEAD): commit or stash the changes";
-        return skip_or_fail(sh, "reproduce", why, "");
-    }
-    let dir = run.work.join("reproduce");
+    let registry = fixtures.registry()?;
+    let dir = fixtures.work.join("reproduce");
     let probe = xtask::platform::probe();
-    let probe_bin = run
+    let probe_bin = fixtures
         .binaries
         .iter()
         .find(|b| b.platform.arch == probe.arch)
@@ -89,35 +81,35 @@ pub fn check(
         let layout = dir.join(name).join("pause");
         let sources = Sources {
             revision,
-            ..Sources::of_tree(sh, &run.desc, &binaries, &run.version)?
+            ..Sources::of_tree(sh, &fixtures.description, &binaries, &fixtures.version)?
         };
         image::assemble(sh, &sources, &layout)?;
-        let to = format!("{}/reproduce-{name}:{}", registry.host, run.version);
+        let to = format!("{}/reproduce-{name}:{}", registry.host, fixtures.version);
         let digest = super::registry::push(&layout, &to, &authfile)?;
         let by_digest = format!("{}/reproduce-{name}@{digest}", registry.host);
-        let oci = format!("oci:{}:{}", layout.display(), run.version);
+        let oci = format!("oci:{}:{}", layout.display(), fixtures.version);
         // The same image as an operator is handed it: an archive (`image --archive`).
         let archive = dir.join(name).join("pause.tar");
         let image_name: ImageName =
-            format!("registry.example/reproduce-{name}:{}", run.version).parse()?;
-        let version = run.version.to_string();
+            format!("registry.example/reproduce-{name}:{}", fixtures.version).parse()?;
+        let version = fixtures.version.to_string();
         let read = xtask::image::layout::Layout::read(&layout, Some(&version))?;
         archive::write(&read, &image_name, sources.epoch, &archive)?;
         let oci_archive = format!("oci-archive:{}:{image_name}", archive.display());
         for reference in [by_digest, oci, oci_archive] {
-            let said = reproduce(run, &reference, &authfile)?;
+            let said = reproduce(fixtures, &reference, &authfile)?;
             expect(&said, code, &reference, probe.arch)?;
         }
     }
     Ok(())
 }
 
-fn reproduce(run: &Run, reference: &str, authfile: &Path) -> Result<Said> {
-    let cmd = xtask_cli(run.sh).args(["reproduce", reference, "--authfile"]);
-    Said::of(cmd.arg(authfile))
+fn reproduce(fixtures: &Fixtures, reference: &str, authfile: &Path) -> Result<CommandOutput> {
+    let cmd = xtask_cli(fixtures.sh).args(["reproduce", reference, "--authfile"]);
+    CommandOutput::of(cmd.arg(authfile))
 }
 
-fn expect(said: &Said, code: i32, reference: &str, arch: &str) -> Result<()> {
+fn expect(said: &CommandOutput, code: i32, reference: &str, arch: &str) -> Result<()> {
     let shown = || format!("stdout {:?} stderr {:?}", said.stdout, said.stderr);
     ensure!(
         said.code == Some(code),

@@ -2,7 +2,7 @@
 //! `/pause` as PID 1 with uid/gid 65535, and `runc kill TERM` ends it with 0 in < 1 s.
 //! The negative control runs a PID 1 that ignores SIGTERM and shows it outlives the bound.
 
-use super::{ok, Run};
+use super::{ok, Fixtures};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,21 +13,21 @@ use xtask::image::arch_tag;
 /// How soon pause must exit after SIGTERM under runc (it takes milliseconds).
 const STOP_BOUND: Duration = Duration::from_secs(1);
 
-pub fn check(run: &Run) -> Result<()> {
-    let host = run.host_platform()?;
-    let bundle = run.work.join("runc/bundle");
-    let layout = &run.layout;
-    let tag = arch_tag(&run.version, host);
-    cmd!(run.sh, "umoci unpack --image {layout}:{tag} {bundle}")
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let host = fixtures.host_platform()?;
+    let bundle = fixtures.work.join("runc/bundle");
+    let layout = &fixtures.layout;
+    let tag = arch_tag(&fixtures.version, host);
+    cmd!(fixtures.sh, "umoci unpack --image {layout}:{tag} {bundle}")
         .quiet()
         .ignore_stderr()
         .run()?;
-    let state = run.work.join("runc/state");
+    let state = fixtures.work.join("runc/state");
 
     // pause: PID 1, uid/gid 65535, SIGTERM → exit 0 within the bound.
     edit_config(&bundle, |_| Ok(()))?;
     let mut container = start(&state, &bundle, "pause-e2e")?;
-    let pid = wait_running(&state, "pause-e2e", &mut container, true)?;
+    let pid = wait_running(&state, "pause-e2e", &mut container, Ready::SignalFdOpen)?;
     super::check_pid1_as_65535(pid)?;
     let stopped = kill_and_time(&state, "pause-e2e", &mut container, STOP_BOUND * 5)?;
     let (elapsed, code) = stopped.context("pause did not exit after runc kill TERM")?;
@@ -59,15 +59,15 @@ pub fn check(run: &Run) -> Result<()> {
         Ok(())
     })?;
     let mut control = start(&state, &bundle, "ignores-term")?;
-    wait_running(&state, "ignores-term", &mut control, false)?;
+    wait_running(&state, "ignores-term", &mut control, Ready::Running)?;
     let outcome = kill_and_time(&state, "ignores-term", &mut control, STOP_BOUND * 2)?;
-    let _ = cmd!(run.sh, "runc --root {state} kill ignores-term KILL")
+    let _ = cmd!(fixtures.sh, "runc --root {state} kill ignores-term KILL")
         .quiet()
         .ignore_stderr()
         .ignore_status()
         .run();
     let _ = control.wait();
-    let _ = cmd!(run.sh, "runc --root {state} delete -f ignores-term")
+    let _ = cmd!(fixtures.sh, "runc --root {state} delete -f ignores-term")
         .quiet()
         .ignore_stderr()
         .ignore_status()
@@ -107,9 +107,17 @@ fn start(state: &Path, bundle: &Path, id: &str) -> Result<Child> {
         .context("starting runc")
 }
 
-/// Waits until runc reports `id` running and returns its host PID. With `signalfd`, also
-/// until the process has opened one (pause is then ready for signals).
-fn wait_running(state: &Path, id: &str, child: &mut Child, signalfd: bool) -> Result<u32> {
+/// What `wait_running` waits for beyond runc's word.
+#[derive(Clone, Copy, PartialEq)]
+enum Ready {
+    /// Running, as runc reports it.
+    Running,
+    /// Running, and the process has opened its signalfd (pause is ready for signals).
+    SignalFdOpen,
+}
+
+/// Waits until runc reports `id` running (and `ready` holds) and returns its host PID.
+fn wait_running(state: &Path, id: &str, child: &mut Child, ready: Ready) -> Result<u32> {
     let what = format!("runc to report {id} running");
     xtask::wait::until(
         &what,
@@ -132,7 +140,7 @@ fn wait_running(state: &Path, id: &str, child: &mut Child, signalfd: bool) -> Re
                 return Ok(None);
             }
             let pid = state["pid"].as_u64().context("runc state has no pid")? as u32;
-            let ready = !signalfd || crate::procfs::has_signalfd(pid);
+            let ready = ready == Ready::Running || crate::procfs::has_signalfd(pid);
             Ok(ready.then_some(pid))
         },
     )

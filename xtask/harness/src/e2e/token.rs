@@ -3,9 +3,9 @@
 //! scope asked for, and signs JWTs (ES256) with a throw-away key whose certificate the
 //! registry trusts. Push and reproduce go challenge → token → request.
 
-use super::loopback::{read_head, Server};
+use super::loopback::{read_head, Server, Serving};
 use super::registry::{authfile, Registry, PASSWORD, USER};
-use super::{ok, skip_or_fail, xtask_cli, Run, Said};
+use super::{ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{bail, ensure, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -157,7 +157,9 @@ impl TokenServer {
     fn start(issuer: Issuer) -> Result<TokenServer> {
         let granted = Arc::new(Mutex::new(Vec::new()));
         let record = granted.clone();
-        let server = Server::start(false, move |stream| answer(stream, &issuer, &record))?;
+        let server = Server::start(Serving::OneAtATime, move |stream| {
+            answer(stream, &issuer, &record)
+        })?;
         Ok(TokenServer { server, granted })
     }
 
@@ -259,9 +261,9 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub fn check(run: &Run) -> Result<()> {
-    let dir = run.work.join("token");
-    let (issuer, cert) = Issuer::create(run.sh, &dir)?;
+pub fn check(fixtures: &Fixtures) -> Result<()> {
+    let dir = fixtures.work.join("token");
+    let (issuer, cert) = Issuer::create(fixtures.sh, &dir)?;
     let tokens = TokenServer::start(issuer)?;
     let registry = Registry::start_with_tokens(
         &dir.join("registry"),
@@ -271,47 +273,52 @@ pub fn check(run: &Run) -> Result<()> {
         &cert,
     )?;
     let host = &registry.host;
-    let (layout, revision) = probe_layout(run, &dir)?;
+    let (layout, revision) = probe_layout(fixtures, &dir)?;
     let good = authfile(&dir, host, USER, PASSWORD)?;
-    let to = format!("{host}/pause:{}", run.version);
+    let to = format!("{host}/pause:{}", fixtures.version);
     let digest = super::registry::push(&layout, &to, &good)?;
     ok(format!(
         "token: push to {to} went challenge → token → push ({digest}); the issuer granted {:?}",
         tokens.granted()
     ));
-    refusals(run, &dir, host, &layout, &to)?;
-    if revision.ends_with("-dirty") {
-        let why =
-            "reproduce needs a committed tree (it rebuilds HEAD): commit or stash the changes";
-        return skip_or_fail(run.sh, "token reproduce", why, "");
+    refusals(fixtures, &dir, host, &layout, &to)?;
+    // The probe image's revision is HEAD's: its rebuild is the warm one.
+    if revision.ends_with("-dirty") || !fixtures.rebuilt()? {
+        let why = super::reproduce::NEEDS_A_COMMIT;
+        return fixtures.skip_or_fail("token reproduce", why, "");
     }
-    reproduce_through(run, &format!("{host}/pause@{digest}"), &good)
+    reproduce_through(fixtures, &format!("{host}/pause@{digest}"), &good)
 }
 
 /// A one-platform image (the probe's), so that reproducing it is the warm rebuild that
 /// reproduce.rs already made. Returns the layout and its revision.
-fn probe_layout(run: &Run, dir: &Path) -> Result<(PathBuf, String)> {
+fn probe_layout(fixtures: &Fixtures, dir: &Path) -> Result<(PathBuf, String)> {
     let probe = xtask::platform::probe();
-    let binaries: Vec<_> = run
+    let binaries: Vec<_> = fixtures
         .binaries
         .iter()
         .filter(|b| b.platform.arch == probe.arch)
         .cloned()
         .collect();
     let layout = dir.join("layout/pause");
-    let sources = Sources::of_tree(run.sh, &run.desc, &binaries, &run.version)?;
-    image::assemble(run.sh, &sources, &layout)?;
+    let sources = Sources::of_tree(
+        fixtures.sh,
+        &fixtures.description,
+        &binaries,
+        &fixtures.version,
+    )?;
+    image::assemble(fixtures.sh, &sources, &layout)?;
     Ok((layout, sources.revision))
 }
 
 /// A wrong password, and a user whose token grants pull only: push stops with one
 /// line that says which it was.
-fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Result<()> {
+fn refusals(fixtures: &Fixtures, dir: &Path, host: &str, layout: &Path, to: &str) -> Result<()> {
     let wrong = authfile(dir, host, USER, "wrong-password")?;
     let reader = authfile(dir, host, READER, PASSWORD)?;
     let refused = format!("{host} refused to let these credentials push");
     // A new repository: the first write refused is a blob upload, not a manifest.
-    let new_repo = format!("{host}/never-pushed:{}", run.version);
+    let new_repo = format!("{host}/never-pushed:{}", fixtures.version);
     let cases = [
         (
             "a wrong password",
@@ -328,8 +335,10 @@ fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Resul
         ),
     ];
     for (who, file, to, expected) in cases {
-        let push = xtask_cli(run.sh).args(["push", "--layout"]).arg(layout);
-        let said = Said::of(push.args(["--to", to, "--authfile"]).arg(file))?;
+        let push = xtask_cli(fixtures.sh)
+            .args(["push", "--layout"])
+            .arg(layout);
+        let said = CommandOutput::of(push.args(["--to", to, "--authfile"]).arg(file))?;
         let error = said
             .sole_error()
             .filter(|e| !said.success() && expected.iter().all(|x| e.contains(x)))
@@ -347,9 +356,9 @@ fn refusals(run: &Run, dir: &Path, host: &str, layout: &Path, to: &str) -> Resul
 }
 
 /// `cargo xtask reproduce` of the pushed digest, pulling through a token.
-fn reproduce_through(run: &Run, by_digest: &str, authfile: &Path) -> Result<()> {
-    let cmd = xtask_cli(run.sh).args(["reproduce", by_digest, "--authfile"]);
-    let said = Said::of(cmd.arg(authfile))?;
+fn reproduce_through(fixtures: &Fixtures, by_digest: &str, authfile: &Path) -> Result<()> {
+    let cmd = xtask_cli(fixtures.sh).args(["reproduce", by_digest, "--authfile"]);
+    let said = CommandOutput::of(cmd.arg(authfile))?;
     ensure!(
         said.success()
             && said

@@ -25,7 +25,7 @@ impl Session {
     pub(super) async fn login_once(&self, access: Access) -> Result<(), Failure> {
         let url = format!("{}v2/", self.base);
         let request = self.http.request(Method::GET, &url);
-        let answer = self.answer(request, false, &url, None).await?;
+        let answer = self.answer(request, &Method::GET, &url, None).await?;
         if (200..300).contains(&answer.status) {
             return Ok(());
         }
@@ -98,7 +98,7 @@ impl Session {
             request = request.header(AUTHORIZATION, basic);
         }
         let answer = self
-            .finish(request, false, url.as_str(), Some(TOKEN_LIMIT))
+            .finish(request, &Method::GET, url.as_str(), Some(TOKEN_LIMIT))
             .await?;
         #[derive(serde::Deserialize)]
         struct TokenResponse {

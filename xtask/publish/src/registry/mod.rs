@@ -325,19 +325,18 @@ impl Session {
         if let Some(body) = body {
             request = request.body(body);
         }
-        self.finish(request, method == Method::HEAD, url, limit)
-            .await
+        self.finish(request, &method, url, limit).await
     }
 
     /// `answer`, with a status that is not a success turned into a failure.
     async fn finish(
         &self,
         request: reqwest::RequestBuilder,
-        head: bool,
+        method: &Method,
         url: &str,
         limit: Option<u64>,
     ) -> Result<Answer, Failure> {
-        let answer = self.answer(request, head, url, limit).await?;
+        let answer = self.answer(request, method, url, limit).await?;
         if (200..300).contains(&answer.status) {
             return Ok(answer);
         }
@@ -349,11 +348,11 @@ impl Session {
     async fn answer(
         &self,
         request: reqwest::RequestBuilder,
-        head: bool,
+        method: &Method,
         url: &str,
         limit: Option<u64>,
     ) -> Result<Answer, Failure> {
-        let answer = bounded_exchange(request, head, url, limit);
+        let answer = bounded_exchange(request, method, url, limit);
         tokio::time::timeout(self.timeout, answer)
             .await
             .map_err(|_| Failure::Deadline {
@@ -391,7 +390,7 @@ impl Session {
 /// wraps this).
 async fn bounded_exchange(
     request: reqwest::RequestBuilder,
-    head: bool,
+    method: &Method,
     url: &str,
     limit: Option<u64>,
 ) -> Result<Answer, Failure> {
@@ -399,6 +398,7 @@ async fn bounded_exchange(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let success = (200..300).contains(&status);
+    let head = *method == Method::HEAD;
     let body = match (head, success, limit) {
         (true, _, _) => Vec::new(),
         (false, true, Some(limit)) => read_bounded(response, url, limit, Overflow::Fail).await?,

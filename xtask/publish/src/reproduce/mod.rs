@@ -10,7 +10,7 @@ pub mod rebuild;
 use crate::flags;
 use crate::registry::Session;
 use anyhow::Result;
-use published::{Image, PlatformImage, Source};
+use published::{Location, PublishedImage, PublishedPlatform};
 use rebuild::Provenance;
 use xshell::Shell;
 
@@ -28,15 +28,15 @@ impl flags::Reproduce {
 
     /// True when the rebuild is identical to the published image.
     fn reproduce(&self, sh: &Shell) -> Result<bool> {
-        let published = match Source::parse(&self.reference)? {
-            Source::Layout { dir, tag } => published::from_layout(&dir, tag.as_deref())?,
-            Source::Archive { file, name } => {
+        let published = match self.reference.clone() {
+            Location::Layout { dir, tag } => published::from_layout(&dir, tag.as_deref())?,
+            Location::Archive { file, name } => {
                 let scratch = sh
                     .current_dir()
                     .join(format!("target/reproduce/archive-{}", std::process::id()));
                 published::from_archive(&file, name.as_deref(), &scratch)?
             }
-            Source::Registry(reference) => {
+            Location::Registry(reference) => {
                 let session = Session::new(reference, &self.registry.options(sh))?;
                 crate::runtime()?.block_on(published::from_registry(&session))?
             }
@@ -54,7 +54,7 @@ impl flags::Reproduce {
 }
 
 /// Prints a line per platform and the verdict; true when all is identical.
-fn report(published: &Image, rebuilt: &Image, provenance: &Provenance) -> bool {
+fn report(published: &PublishedImage, rebuilt: &PublishedImage, provenance: &Provenance) -> bool {
     let mut differing = 0;
     for theirs in &published.platforms {
         let arch = theirs.platform.arch;
@@ -89,7 +89,7 @@ fn report(published: &Image, rebuilt: &Image, provenance: &Provenance) -> bool {
 
 /// `amd64 identical …`, or (as the error) `amd64 layer differs: …` naming the first
 /// part that differs, from the layer up, and then the others that do.
-fn platform_line(theirs: &PlatformImage, ours: &PlatformImage) -> Result<String, String> {
+fn platform_line(theirs: &PublishedPlatform, ours: &PublishedPlatform) -> Result<String, String> {
     let arch = theirs.platform.arch;
     let none = || "none".to_string();
     let parts = [

@@ -13,14 +13,38 @@ use xtask::platform::{self, Platform};
 
 /// Where the published image is: `REGISTRY/REPO:TAG`, `REGISTRY/REPO@sha256:…`,
 /// `oci:DIR[:TAG]`, or `oci-archive:FILE[:NAME]` (what `image --archive` writes).
-pub enum Source {
+#[derive(Clone, Debug)]
+pub enum Location {
     Registry(Reference),
     Layout { dir: PathBuf, tag: Option<String> },
     Archive { file: PathBuf, name: Option<String> },
 }
 
-impl Source {
-    pub fn parse(text: &str) -> Result<Source> {
+impl std::str::FromStr for Location {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Location> {
+        Location::parse(text)
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (prefix, path, name) = match self {
+            Location::Registry(reference) => return write!(f, "{reference}"),
+            Location::Layout { dir, tag } => ("oci", dir, tag),
+            Location::Archive { file, name } => ("oci-archive", file, name),
+        };
+        write!(f, "{prefix}:{}", path.display())?;
+        match name {
+            Some(name) => write!(f, ":{name}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Location {
+    pub fn parse(text: &str) -> Result<Location> {
         if let Some(rest) = text.strip_prefix("oci-archive:") {
             // The name is a reference with colons of its own: the file ends at the
             // first colon, as skopeo reads `oci-archive:`.
@@ -31,13 +55,13 @@ impl Source {
             if file.is_empty() || name.as_deref() == Some("") {
                 bail!("invalid reference {text:?}: expected oci-archive:FILE[:NAME]");
             }
-            return Ok(Source::Archive {
+            return Ok(Location::Archive {
                 file: PathBuf::from(file),
                 name,
             });
         }
         let Some(rest) = text.strip_prefix("oci:") else {
-            return Ok(Source::Registry(registry::parse_reference(text)?));
+            return Ok(Location::Registry(registry::parse_reference(text)?));
         };
         let (dir, tag) = registry::split_tag(rest);
         let tag = tag.map(str::to_string);
@@ -47,7 +71,7 @@ impl Source {
         if let Some(tag) = &tag {
             xtask::version::validate(tag).with_context(|| format!("invalid reference {text:?}"))?;
         }
-        Ok(Source::Layout {
+        Ok(Location::Layout {
             dir: PathBuf::from(dir),
             tag,
         })
@@ -56,7 +80,7 @@ impl Source {
 
 /// The image named `name` (or the only one) in the OCI archive `file`, unpacked for
 /// the reading into `scratch` (removed after).
-pub fn from_archive(file: &Path, name: Option<&str>, scratch: &Path) -> Result<Image> {
+pub fn from_archive(file: &Path, name: Option<&str>, scratch: &Path) -> Result<PublishedImage> {
     if scratch.exists() {
         std::fs::remove_dir_all(scratch)
             .with_context(|| format!("clearing {}", scratch.display()))?;
@@ -69,13 +93,13 @@ pub fn from_archive(file: &Path, name: Option<&str>, scratch: &Path) -> Result<I
 }
 
 /// One published image, digest for digest.
-pub struct Image {
+pub struct PublishedImage {
     pub index: String,
     pub annotations: HashMap<String, String>,
-    pub platforms: Vec<PlatformImage>,
+    pub platforms: Vec<PublishedPlatform>,
 }
 
-pub struct PlatformImage {
+pub struct PublishedPlatform {
     pub platform: &'static Platform,
     pub manifest: String,
     pub config: String,
@@ -85,7 +109,7 @@ pub struct PlatformImage {
 }
 
 /// The image tagged `tag` (or the only one) in the layout at `dir`.
-pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<Image> {
+pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<PublishedImage> {
     let layout = Layout::read(dir, tag)?;
     let index: ImageIndex = layout.json(&layout.index)?;
     let mut platforms = Vec::new();
@@ -94,7 +118,7 @@ pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<Image> {
         let sbom = layout.sbom_of(desc)?.map(|d| d.digest().to_string());
         platforms.push(platform_image(desc, &bytes, sbom)?);
     }
-    Ok(Image {
+    Ok(PublishedImage {
         index: layout.index.digest().to_string(),
         annotations: index.annotations().clone().unwrap_or_default(),
         platforms,
@@ -102,7 +126,7 @@ pub fn from_layout(dir: &std::path::Path, tag: Option<&str>) -> Result<Image> {
 }
 
 /// The image `session.target` names, read from its registry.
-pub async fn from_registry(session: &Session) -> Result<Image> {
+pub async fn from_registry(session: &Session) -> Result<PublishedImage> {
     session.login(Access::Read).await?;
     let target = &session.target;
     let tag_or_digest = target.digest().or(target.tag()).unwrap_or("latest");
@@ -116,7 +140,7 @@ pub async fn from_registry(session: &Session) -> Result<Image> {
         let sbom = sbom_of(session, desc).await?;
         platforms.push(platform_image(desc, &bytes, sbom)?);
     }
-    Ok(Image {
+    Ok(PublishedImage {
         index: digest,
         annotations: index.annotations().clone().unwrap_or_default(),
         platforms,
@@ -163,17 +187,18 @@ async fn sbom_of(session: &Session, manifest: &Descriptor) -> Result<Option<Stri
 }
 
 /// One platform's digests: `desc` from the index, `bytes` its manifest.
-fn platform_image(desc: &Descriptor, bytes: &[u8], sbom: Option<String>) -> Result<PlatformImage> {
+fn platform_image(
+    desc: &Descriptor,
+    bytes: &[u8],
+    sbom: Option<String>,
+) -> Result<PublishedPlatform> {
     let named = desc
         .platform()
         .as_ref()
         .with_context(|| format!("index entry {} names no platform", desc.digest()))?;
     let (os, arch) = (named.os().to_string(), named.architecture().to_string());
     let variant = named.variant().as_deref();
-    let platform = platform::PLATFORMS
-        .iter()
-        .find(|p| p.oci_os == os && p.oci_arch == arch && p.oci_variant == variant)
-        .with_context(|| {
+    let platform = platform::by_oci(&os, &arch, variant).with_context(|| {
             let variant = variant.map(|v| format!("/{v}")).unwrap_or_default();
             format!(
                 "the image has a {os}/{arch}{variant} entry, which the platform table does not know (known: {})",
@@ -182,7 +207,7 @@ fn platform_image(desc: &Descriptor, bytes: &[u8], sbom: Option<String>) -> Resu
         })?;
     let manifest: ImageManifest = serde_json::from_slice(bytes)
         .with_context(|| format!("parsing manifest {}", desc.digest()))?;
-    Ok(PlatformImage {
+    Ok(PublishedPlatform {
         platform,
         manifest: desc.digest().to_string(),
         config: manifest.config().digest().to_string(),
@@ -197,35 +222,35 @@ fn platform_image(desc: &Descriptor, bytes: &[u8], sbom: Option<String>) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use super::Source;
+    use super::Location;
 
     #[test]
     fn references_name_a_registry_or_a_layout() {
-        match Source::parse("oci:target/oci/pause:3.10").unwrap() {
-            Source::Layout { dir, tag } => {
+        match Location::parse("oci:target/oci/pause:3.10").unwrap() {
+            Location::Layout { dir, tag } => {
                 assert_eq!(dir.to_str(), Some("target/oci/pause"));
                 assert_eq!(tag.as_deref(), Some("3.10"));
             }
             _ => panic!("a layout"),
         }
-        match Source::parse("oci-archive:pause.tar:registry.example/pause:3.10").unwrap() {
-            Source::Archive { file, name } => {
+        match Location::parse("oci-archive:pause.tar:registry.example/pause:3.10").unwrap() {
+            Location::Archive { file, name } => {
                 assert_eq!(file.to_str(), Some("pause.tar"));
                 assert_eq!(name.as_deref(), Some("registry.example/pause:3.10"));
             }
             _ => panic!("an archive"),
         }
         assert!(matches!(
-            Source::parse("oci-archive:pause.tar").unwrap(),
-            Source::Archive { name: None, .. }
+            Location::parse("oci-archive:pause.tar").unwrap(),
+            Location::Archive { name: None, .. }
         ));
-        match Source::parse("oci:/tmp/x/pause").unwrap() {
-            Source::Layout { tag, .. } => assert_eq!(tag, None),
+        match Location::parse("oci:/tmp/x/pause").unwrap() {
+            Location::Layout { tag, .. } => assert_eq!(tag, None),
             _ => panic!("a layout"),
         }
         assert!(matches!(
-            Source::parse("ghcr.io/o/pause@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").unwrap(),
-            Source::Registry(r) if r.digest().is_some()
+            Location::parse("ghcr.io/o/pause@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").unwrap(),
+            Location::Registry(r) if r.digest().is_some()
         ));
         for bad in [
             "oci:",
@@ -235,7 +260,7 @@ mod tests {
             "oci-archive:",
             "oci-archive:f:",
         ] {
-            assert!(Source::parse(bad).is_err(), "{bad}");
+            assert!(Location::parse(bad).is_err(), "{bad}");
         }
     }
 }

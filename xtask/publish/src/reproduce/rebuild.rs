@@ -85,9 +85,9 @@ pub fn rebuild(
         // This xtask is the revision's own: run it here, on the worktree.
         share_zig(&root, &tree)?;
         let binaries = build::build(&tree_sh, platforms, &provenance.version, Builder::Zig)?;
-        let desc = ImageDescription::load(&tree)?;
+        let description = ImageDescription::load(&tree)?;
         let sources = Sources {
-            desc: &desc,
+            description: &description,
             binaries: &binaries,
             version: &provenance.version,
             revision: image::revision(&tree_sh),
@@ -201,7 +201,7 @@ fn share_zig(root: &Path, tree: &Path) -> Result<()> {
     if !ours.join("pins.txt").is_file() || theirs.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(tree.join("target/tools"))?;
+    xtask::files::create_dir_all(tree.join("target/tools"))?;
     std::os::unix::fs::symlink(&ours, &theirs)
         .with_context(|| format!("linking {} to {}", theirs.display(), ours.display()))?;
     Ok(())
