@@ -293,6 +293,7 @@ async fn wait_for<T>(
 /// Starts containerd in `dir` with `sandbox_image`, pulling from `registry`; with no
 /// registry (an air-gapped node), logging at debug level, where a pull would show.
 fn start(dir: &Path, registry: Option<&Registry>, sandbox_image: &str) -> Result<Containerd> {
+    xtask::files::create_dir_all(dir)?;
     let pulls = match registry {
         Some(registry) => registry_config(dir, registry)?,
         None => "[debug]\n  level = \"debug\"\n".to_string(),
@@ -323,7 +324,7 @@ state = "{state}"
         cni = dir.join("cni").display(),
     );
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, config)?;
+    xtask::files::write(&config_path, config)?;
     let child = Command::new("containerd")
         .arg("--config")
         .arg(&config_path)
@@ -380,18 +381,35 @@ pub fn air_gapped(fixtures: &Fixtures, archive: &Path, name: &str) -> Result<()>
             status.repo_tags
         );
         let pod = run_sandbox(&mut cri, &dir).await?;
-        let log = std::fs::read_to_string(dir.join("containerd.log"))?;
-        let pulls: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("PullImage") || l.contains("resolving"))
-            .collect();
+        let pulls = pull_lines(&dir)?;
         ensure!(pulls.is_empty(), "containerd tried to pull: {pulls:?}");
         ok(format!(
-            "air gap: containerd imported {name} from the archive ({}), RunPodSandbox with no registry: pause PID 1 uid=65535, no pull in its log",
+            "air gap: containerd imported {name} from the archive ({}), RunPodSandbox with no registry: pause PID 1 uid=65535, no pull in its debug log (where a pull tried as a control shows)",
             imported.lines().last().unwrap_or_default().trim()
         ));
-        tear_down(&mut cri, &pod).await
+        tear_down(&mut cri, &pod).await?;
+        // The control: a pull that is tried leaves lines the check above looks for.
+        let absent = "registry.example/pause:never-imported";
+        ensure!(
+            cri.pull_image(absent, None).await.is_err(),
+            "containerd pulled {absent} with no registry anywhere"
+        );
+        ensure!(
+            !pull_lines(&dir)?.is_empty(),
+            "a pull of {absent} left no line in containerd's log: the no-pull check proves nothing"
+        );
+        Ok(())
     })
+}
+
+/// The lines of containerd's (debug) log that a pull leaves.
+fn pull_lines(dir: &Path) -> Result<Vec<String>> {
+    let log = std::fs::read_to_string(dir.join("containerd.log"))?;
+    Ok(log
+        .lines()
+        .filter(|l| l.contains("PullImage") || l.contains("msg=resolving"))
+        .map(str::to_string)
+        .collect())
 }
 
 pub(super) fn push_workload_image(fixtures: &Fixtures, reference: &str) -> Result<()> {

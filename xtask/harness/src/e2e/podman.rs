@@ -223,7 +223,7 @@ fn every_arch(fixtures: &Fixtures, image: &str, creds: &str) -> Result<()> {
 }
 
 /// An air-gapped node: `podman load` of the archive into storage of its own, then a
-/// pod whose infra image is the archive's name: pause is the pod's PID 1, uid 65535.
+/// pod whose infra image is the archive's name: pause is the pod's PID 1.
 pub fn air_gapped(fixtures: &Fixtures, archive: &std::path::Path, name: &str) -> Result<()> {
     let sh = fixtures.sh;
     let config = xtask::cross::podman_config(&fixtures.work.join("podman-airgap"))?;
@@ -252,9 +252,18 @@ pub fn air_gapped(fixtures: &Fixtures, archive: &std::path::Path, name: &str) ->
             .quiet()
             .read()?;
         let pause = ready_pid(sh, infra.trim())?;
-        super::check_pid1_as_65535(pause)?;
+        let nspid = status_field(pause, "NSpid:");
+        ensure!(
+            nspid.last().map(String::as_str) == Some("1"),
+            "the loaded image's pause is not PID 1 of the pod: NSpid {nspid:?}"
+        );
+        // podman runs a pod's infra container as root, whatever the image's USER.
+        let uid = status_field(pause, "Uid:")
+            .first()
+            .cloned()
+            .unwrap_or_default();
         ok(format!(
-            "air gap: podman load named the archive {name}; as a pod's infra image it is PID 1, uid 65535"
+            "air gap: podman load named the archive {name}; as a pod's infra image it is the pod's PID 1 (uid {uid}: podman runs infra containers as root)"
         ));
         Ok(())
     })();
