@@ -66,28 +66,48 @@ fn ready_pid(sh: &Shell, name: &str) -> Result<u32> {
     )
 }
 
-/// A pod whose infra container is our image: pause is PID 1 of the pod's PID
-/// namespace, reaps the workload's orphans, and `podman pod stop` ends it with exit 0.
-fn pod(fixtures: &Fixtures, image: &str, workload_image: &str) -> Result<()> {
-    let sh = fixtures.sh;
-    cmd!(sh, "podman pod create --name pause-e2e --infra-image {image} --share pid,ipc,uts --network host")
-        .quiet()
-        .ignore_stdout()
-        .run()?;
-    cmd!(sh, "podman pod start pause-e2e")
+/// A pod's infra container: its id, and the host PID of its pause.
+struct Infra {
+    id: String,
+    pause: u32,
+}
+
+/// Creates and starts pod `pod` with `image` as its infra container (sharing PID, IPC
+/// and UTS, on the host's network), whose pause, once ready, must be PID 1 of the pod.
+fn infra_pid1(sh: &Shell, pod: &str, image: &str) -> Result<Infra> {
+    cmd!(
+        sh,
+        "podman pod create --name {pod} --infra-image {image} --share pid,ipc,uts --network host"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()?;
+    cmd!(sh, "podman pod start {pod}")
         .quiet()
         .ignore_stdout()
         .run()?;
     let format = "{{.InfraContainerID}}";
-    let infra = cmd!(sh, "podman pod inspect --format {format} pause-e2e")
+    let infra = cmd!(sh, "podman pod inspect --format {format} {pod}")
         .quiet()
         .read()?;
     let pause = ready_pid(sh, infra.trim())?;
     let nspid = status_field(pause, "NSpid:");
     ensure!(
         nspid.last().map(String::as_str) == Some("1"),
-        "the infra container's pause is not PID 1 of the pod: NSpid {nspid:?}"
+        "{image}'s pause is not PID 1 of pod {pod}: NSpid {nspid:?}"
     );
+    Ok(Infra {
+        id: infra.trim().to_string(),
+        pause,
+    })
+}
+
+/// A pod whose infra container is our image: pause is PID 1 of the pod's PID
+/// namespace, reaps the workload's orphans, and `podman pod stop` ends it with exit 0.
+fn pod(fixtures: &Fixtures, image: &str, workload_image: &str) -> Result<()> {
+    let sh = fixtures.sh;
+    let infra = infra_pid1(sh, "pause-e2e", image)?;
+    let pause = infra.pause;
     let script = super::orphan_maker();
     cmd!(
         sh,
@@ -121,7 +141,7 @@ fn pod(fixtures: &Fixtures, image: &str, workload_image: &str) -> Result<()> {
         .ignore_stdout()
         .run()?;
     let took = sent.elapsed();
-    let code = inspect(sh, infra.trim(), "{{.State.ExitCode}}")?;
+    let code = inspect(sh, &infra.id, "{{.State.ExitCode}}")?;
     ensure!(
         code == "0",
         "pause as infra exited {code} on `podman pod stop`, not 0"
@@ -239,24 +259,7 @@ pub fn air_gapped(fixtures: &Fixtures, archive: &std::path::Path, name: &str) ->
         "podman load named the image {loaded:?}, not {name}"
     );
     let result = (|| -> Result<()> {
-        cmd!(sh, "podman pod create --name pause-airgap --infra-image {name} --share pid,ipc,uts --network host")
-            .quiet()
-            .ignore_stdout()
-            .run()?;
-        cmd!(sh, "podman pod start pause-airgap")
-            .quiet()
-            .ignore_stdout()
-            .run()?;
-        let format = "{{.InfraContainerID}}";
-        let infra = cmd!(sh, "podman pod inspect --format {format} pause-airgap")
-            .quiet()
-            .read()?;
-        let pause = ready_pid(sh, infra.trim())?;
-        let nspid = status_field(pause, "NSpid:");
-        ensure!(
-            nspid.last().map(String::as_str) == Some("1"),
-            "the loaded image's pause is not PID 1 of the pod: NSpid {nspid:?}"
-        );
+        let pause = infra_pid1(sh, "pause-airgap", name)?.pause;
         // podman runs a pod's infra container as root, whatever the image's USER.
         let uid = status_field(pause, "Uid:")
             .first()
