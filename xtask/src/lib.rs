@@ -45,6 +45,26 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<()>) {
     }
 }
 
+/// The command line, parsed by clap into `T`. Bad input is one line, as every other
+/// error of ours (clap's first paragraph, joined: its usage and `--help` hint follow a
+/// blank line), with clap's exit status 2; `--help` prints as clap prints it.
+pub fn parse_args<T: clap::Parser>() -> anyhow::Result<T> {
+    match T::try_parse() {
+        Ok(flags) => Ok(flags),
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            let rendered = err.render().to_string();
+            let paragraph: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{}", paragraph.join(" "));
+            Err(Exit(2).into())
+        }
+    }
+}
+
 /// A command's end that it has already reported, with the exit status it promises
 /// (reproduce: 1 for a difference, 2 for could not run).
 #[derive(Debug)]

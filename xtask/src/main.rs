@@ -5,7 +5,6 @@
 //! `cmd!`, never through `sh -c`.
 
 use anyhow::Result;
-use clap::Parser;
 use xtask::flags;
 
 fn main() {
@@ -13,7 +12,7 @@ fn main() {
 }
 
 fn try_main() -> Result<()> {
-    let flags = flags::Xtask::parse();
+    let flags: flags::Xtask = xtask::parse_args()?;
     let sh = xtask::shell()?;
     match flags.command {
         flags::Command::Build(cmd) => cmd.run(&sh),

@@ -15,14 +15,13 @@ mod procfs;
 mod rehearse;
 
 use anyhow::Result;
-use clap::Parser;
 
 fn main() {
     xtask::main_with(try_main);
 }
 
 fn try_main() -> Result<()> {
-    let flags = flags::Harness::parse();
+    let flags: flags::Harness = xtask::parse_args()?;
     let sh = xtask::shell()?;
     match flags.command {
         flags::Command::E2e(cmd) => cmd.run(&sh),
