@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
+mod orphans;
 mod procfs;
 
 pub use procfs::children_of;
@@ -233,10 +234,7 @@ impl Drop for Pid1 {
 /// makes every one of them exit at once.
 pub fn orphan_storm(pid1: &Pid1, n: usize) -> std::io::PipeWriter {
     let (reader, writer) = std::io::pipe().expect("pipe");
-    // `read` is a shell builtin, so each orphan is a fork with no exec: 10,000 start fast.
-    let script = format!("i=0; while [ $i -lt {n} ]; do read x <&3 & i=$((i+1)); done");
-    let script = format!("exec 3<&0; {script}");
-    let status = pid1.run_inside(&script, Stdio::from(reader));
+    let status = pid1.run_inside(&orphans::storm_script(n), Stdio::from(reader));
     assert!(
         status.success(),
         "starting {n} orphans in the namespace failed: {status}"

@@ -8,6 +8,9 @@
 mod bench;
 mod e2e;
 mod flags;
+/// The orphan storm's script, one copy with pause's own tests.
+#[path = "../../../pause/tests/util/orphans.rs"]
+mod orphans;
 /// /proc probes, one copy with pause's own tests.
 #[path = "../../../pause/tests/util/procfs.rs"]
 #[allow(dead_code)] // pause's tests use some, the harness others

@@ -149,7 +149,7 @@ fn storm_in(c: &Candidate, n: usize, unshare: u32) -> Result<Storm> {
     // n readers of one pipe, started by a shell that exits at once: they are orphans,
     // adopted by PID 1, and all exit when the pipe's writer closes.
     let (reader, writer) = std::io::pipe()?;
-    let script = format!("exec 3<&0; i=0; while [ $i -lt {n} ]; do read x <&3 & i=$((i+1)); done");
+    let script = crate::orphans::storm_script(n);
     let status = Command::new("nsenter")
         .arg("-t")
         .arg(pid1.to_string())
