@@ -98,8 +98,9 @@ impl Session {
             request = request.header(AUTHORIZATION, basic);
         }
         let answer = self
-            .finish(request, &Method::GET, url.as_str(), Some(TOKEN_LIMIT))
-            .await?;
+            .answer(request, &Method::GET, url.as_str(), Some(TOKEN_LIMIT))
+            .await?
+            .success(url.as_str())?;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             token: Option<String>,

@@ -75,6 +75,14 @@ struct Answer {
 }
 
 impl Answer {
+    /// This answer when its status is a success, else the failure it is.
+    fn success(self, url: &str) -> Result<Answer, Failure> {
+        match self.status {
+            200..=299 => Ok(self),
+            _ => Err(self.failure(url)),
+        }
+    }
+
     /// This answer to `url` as the failure it is (its status was not a success).
     fn failure(&self, url: &str) -> Failure {
         let (codes, message) = failure::error_envelope(&self.body);
@@ -325,22 +333,9 @@ impl Session {
         if let Some(body) = body {
             request = request.body(body);
         }
-        self.finish(request, &method, url, limit).await
-    }
-
-    /// `answer`, with a status that is not a success turned into a failure.
-    async fn finish(
-        &self,
-        request: reqwest::RequestBuilder,
-        method: &Method,
-        url: &str,
-        limit: Option<u64>,
-    ) -> Result<Answer, Failure> {
-        let answer = self.answer(request, method, url, limit).await?;
-        if (200..300).contains(&answer.status) {
-            return Ok(answer);
-        }
-        Err(answer.failure(url))
+        self.answer(request, &method, url, limit)
+            .await?
+            .success(url)
     }
 
     /// Sends `request` to `url` under the deadline and reads its answer within the
