@@ -218,13 +218,8 @@ fn manifest_bytes<'p>(plan: &'p PushPlan, desc: &Descriptor) -> Result<&'p [u8]>
 /// kept as they are. Only a tag the registry says is not there starts an empty list;
 /// any other failure, or a body that is no index, stops the push before it writes.
 async fn tag_referrer(session: &Session, fallback_tag: &str, artifact: &Descriptor) -> Result<()> {
-    let what = format!("reading referrers {fallback_tag}");
-    let fetched = session
-        .read(&what, || session.manifest(fallback_tag))
-        .await?;
-    let shown = format!("the referrers tag {fallback_tag} on {}", session.host);
-    let mut referrers = Referrers::from_fetched(fetched.as_deref(), &shown)
-        .map_err(|err| anyhow::anyhow!("{}", session.redact(&format!("{err:#}"))))?;
+    let fetched = Referrers::fetch(session, fallback_tag).await?;
+    let mut referrers = fetched.unwrap_or_else(Referrers::empty);
     if !referrers.add(artifact)? {
         return Ok(());
     }

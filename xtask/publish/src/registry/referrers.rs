@@ -2,6 +2,7 @@
 //! put there is kept exactly (its entries as JSON, fields we do not know included),
 //! and only a tag that is not there reads as an empty list.
 
+use super::Session;
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{Descriptor, MediaType};
 use serde_json::{Map, Value};
@@ -14,17 +15,25 @@ pub struct Referrers {
 }
 
 impl Referrers {
-    /// What a fetch of the fallback tag found: `None` when the registry said it is not
-    /// there (the caller knows that only from a 404), else its bytes, which must be an
-    /// OCI image index.
-    pub fn from_fetched(fetched: Option<&[u8]>, what: &str) -> Result<Referrers> {
-        match fetched {
-            None => Ok(Referrers::empty()),
-            Some(bytes) => Referrers::parse(bytes, what),
-        }
+    /// The index under `fallback_tag` in `session`'s repository, read with retries:
+    /// `None` only when the registry says there is no such tag; a body that is no
+    /// index is an error, in one redacted line.
+    pub async fn fetch(session: &Session, fallback_tag: &str) -> Result<Option<Referrers>> {
+        let what = format!("reading referrers {fallback_tag}");
+        let fetched = session
+            .read(&what, || session.manifest(fallback_tag))
+            .await?;
+        let Some(bytes) = fetched else {
+            return Ok(None);
+        };
+        let shown = format!("the referrers tag {fallback_tag} on {}", session.host);
+        Referrers::parse(&bytes, &shown)
+            .map(Some)
+            .map_err(|err| anyhow::anyhow!("{}", session.redact(&format!("{err:#}"))))
     }
 
-    fn empty() -> Referrers {
+    /// An index with no entries: what a tag that is not there holds.
+    pub fn empty() -> Referrers {
         let mut index = Map::new();
         index.insert("schemaVersion".into(), Value::from(2));
         index.insert(
@@ -126,7 +135,7 @@ mod tests {
 
     #[test]
     fn another_tools_entry_is_kept_exactly() -> Result<()> {
-        let mut referrers = Referrers::from_fetched(Some(COSIGN.as_bytes()), "t")?;
+        let mut referrers = Referrers::parse(COSIGN.as_bytes(), "t")?;
         assert!(referrers.add(&sbom())?);
         assert!(!referrers.add(&sbom())?, "added twice");
         let merged: Value = serde_json::from_slice(&referrers.to_bytes()?)?;
@@ -143,7 +152,7 @@ mod tests {
 
     #[test]
     fn only_an_absent_tag_is_empty() -> Result<()> {
-        let empty = Referrers::from_fetched(None, "t")?;
+        let empty = Referrers::empty();
         assert!(empty.descriptors().is_empty());
         for bad in [
             &b"<html><body>500 Internal Server Error</body></html>"[..],
@@ -152,7 +161,7 @@ mod tests {
             br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","manifests":[]}"#,
             br#"{"schemaVersion":2,"manifests":[{"digest":"not a digest"}]}"#,
         ] {
-            let err = Referrers::from_fetched(Some(bad), "the tag").unwrap_err();
+            let err = Referrers::parse(bad, "the tag").unwrap_err();
             assert!(
                 format!("{err:#}").starts_with("the tag is not an OCI image index"),
                 "{err:#}"
@@ -160,7 +169,7 @@ mod tests {
         }
         // Nested beyond serde_json's depth limit: an error, not a stack overflow.
         let deep = "[".repeat(1 << 20);
-        assert!(Referrers::from_fetched(Some(deep.as_bytes()), "t").is_err());
+        assert!(Referrers::parse(deep.as_bytes(), "t").is_err());
         Ok(())
     }
 }

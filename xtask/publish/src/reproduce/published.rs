@@ -170,14 +170,9 @@ async fn pull(session: &Session, tag_or_digest: &str) -> Result<(Vec<u8>, String
 /// or a body that is no index, is an error (reproduce cannot say "identical").
 async fn sbom_of(session: &Session, manifest: &Descriptor) -> Result<Option<String>> {
     let fallback = layout::referrers_tag(manifest);
-    let what = format!("reading referrers {fallback}");
-    let fetched = session.read(&what, || session.manifest(&fallback)).await?;
-    if fetched.is_none() {
+    let Some(referrers) = Referrers::fetch(session, &fallback).await? else {
         return Ok(None);
-    }
-    let shown = format!("the referrers tag {fallback} on {}", session.host);
-    let referrers = Referrers::from_fetched(fetched.as_deref(), &shown)
-        .map_err(|err| anyhow::anyhow!("{}", session.redact(&format!("{err:#}"))))?;
+    };
     let sbom_type = MediaType::Other(xtask::image::sbom::MEDIA_TYPE.to_string());
     Ok(referrers
         .descriptors()
