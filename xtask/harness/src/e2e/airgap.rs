@@ -34,7 +34,7 @@ pub fn check(fixtures: &Fixtures) -> Result<()> {
 
 /// `cargo xtask image` for this run's arches, its layout in `dir`, its archive at
 /// `dir/file`.
-pub fn write_archive(fixtures: &Fixtures, dir: &Path, name: &str, file: &str) -> Result<PathBuf> {
+fn write_archive(fixtures: &Fixtures, dir: &Path, name: &str, file: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let archive = dir.join(file);
     let arches: Vec<&str> = fixtures.image.arches.iter().map(|a| a.arch).collect();

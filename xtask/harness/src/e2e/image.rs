@@ -1,7 +1,7 @@
 //! Proof for the image and the push: reproducible, atomic, and what real clients
 //! (docker-registry, skopeo, umoci) read back is right for every arch.
 
-use super::registry::Registry;
+use super::registry::{served, Registry, PASSWORD, USER};
 use super::{ok, xtask_cli, CommandOutput, Fixtures};
 use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
@@ -140,21 +140,10 @@ fn push_resumes(fixtures: &Fixtures, registry: &Registry, reference: &str) -> Re
     Ok(digest)
 }
 
-/// skopeo's user:password for the e2e registry.
-fn creds() -> String {
-    format!("{}:{}", super::registry::USER, super::registry::PASSWORD)
-}
-
 /// What the registry serves under the tag is the layout's index, byte for byte.
 fn served_as_pushed(fixtures: &Fixtures, reference: &str, digest: &str) -> Result<()> {
-    let (sh, creds, version) = (fixtures.sh, creds(), &fixtures.version);
-    let raw = cmd!(
-        sh,
-        "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{version}"
-    )
-    .quiet()
-    .output()?
-    .stdout;
+    let (sh, version) = (fixtures.sh, &fixtures.version);
+    let raw = served(sh, &format!("{reference}:{version}"))?;
     let served = format!("sha256:{}", xtask::build::sha256_hex(&raw));
     ensure!(
         served == digest,
@@ -169,7 +158,8 @@ fn served_as_pushed(fixtures: &Fixtures, reference: &str, digest: &str) -> Resul
 /// skopeo pulls each arch's binary by `--override-arch`, and it runs there; umoci
 /// unpacks each per-arch tag of the layout with /pause 0755.
 fn every_arch_pulls(fixtures: &Fixtures, reference: &str) -> Result<()> {
-    let (sh, creds, version) = (fixtures.sh, creds(), &fixtures.version);
+    let (sh, version) = (fixtures.sh, &fixtures.version);
+    let creds = format!("{USER}:{PASSWORD}");
     for arch in &fixtures.image.arches {
         let p = xtask::platform::by_arch(arch.arch).context("arch not in the table")?;
         let dest = fixtures.work.join(format!("skopeo-{}", p.arch));
@@ -223,10 +213,9 @@ fn every_arch_pulls(fixtures: &Fixtures, reference: &str) -> Result<()> {
 /// Each arch's SBOM is found through the referrers fallback tag of its manifest in
 /// `reference` (a repository).
 pub fn sboms_are_referrers(sh: &Shell, reference: &str, arches: &[ArchImage]) -> Result<()> {
-    let creds = creds();
     for arch in arches {
         let fallback = xtask::image::layout::referrers_tag(&arch.manifest);
-        let raw = cmd!(sh, "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}:{fallback}").quiet().output()?.stdout;
+        let raw = served(sh, &format!("{reference}:{fallback}"))?;
         let referrers: ImageIndex =
             serde_json::from_slice(&raw).context("the referrers fallback tag is not an index")?;
         ensure!(

@@ -6,8 +6,8 @@
 //! it names is in place; credentials reach no other host and no output line.
 
 use super::liar::{Answer, Liar, Request};
-use super::registry::{authfile, options, Registry, PASSWORD, USER};
-use super::{as_cli, ok, xtask_cli, CommandOutput, Fixtures};
+use super::registry::{authfile, options, served, Registry, PASSWORD, USER};
+use super::{as_cli, ok, xtask_cli, CommandOutput, Fixtures, XTASK_RUN};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,16 +92,7 @@ fn tags_put(liar: &Liar) -> Vec<String> {
 
 /// Whether the real registry has `repo:tag`.
 fn tagged(fixtures: &Fixtures, registry: &Registry, repo: &str, tag: &str) -> bool {
-    let (creds, host) = (format!("{USER}:{PASSWORD}"), &registry.host);
-    cmd!(
-        fixtures.sh,
-        "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{host}/{repo}:{tag}"
-    )
-    .quiet()
-    .ignore_stderr()
-    .ignore_stdout()
-    .run()
-    .is_ok()
+    served(fixtures.sh, &format!("{}/{repo}:{tag}", registry.host)).is_ok()
 }
 
 /// An endless manifest: reproduce stops at 4 MiB, at once, with its peak memory
@@ -119,7 +110,7 @@ fn endless_manifest(fixtures: &Fixtures, registry: &Registry, dir: &Path) -> Res
     let exe = std::env::current_exe()?;
     let said = CommandOutput::of(as_cli(cmd!(
         fixtures.sh,
-        "{exe} max-rss --out {out} -- cargo run --locked --offline --quiet -p xtask --bin xtask -- reproduce {reference} --authfile {authfile}"
+        "{exe} max-rss --out {out} -- cargo {XTASK_RUN...} -- reproduce {reference} --authfile {authfile}"
     )))?;
     let line = one_line(
         &said,
@@ -271,14 +262,7 @@ fn referrers_kept(fixtures: &Fixtures, registry: &Registry) -> Result<()> {
         "push beside another tool's referrer: {:?}",
         said.stderr
     );
-    let (creds, host) = (format!("{USER}:{PASSWORD}"), &registry.host);
-    let raw = cmd!(
-        fixtures.sh,
-        "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{host}/{repo}:{fallback}"
-    )
-    .quiet()
-    .output()?
-    .stdout;
+    let raw = served(fixtures.sh, &format!("{}/{repo}:{fallback}", registry.host))?;
     let index: serde_json::Value = serde_json::from_slice(&raw)?;
     let entries = index["manifests"].as_array().cloned().unwrap_or_default();
     let sbom = arch.sbom.digest().to_string();

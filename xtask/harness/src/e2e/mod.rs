@@ -153,11 +153,20 @@ pub fn check_pid1_as_65535(pid: u32) -> Result<()> {
 /// network namespace) rather than a path to the binary: cargo may have replaced
 /// target/debug/xtask since it started. Add its arguments, then `CommandOutput::of` runs it.
 pub fn xtask_cli(sh: &Shell) -> xshell::Cmd<'_> {
-    as_cli(cmd!(
-        sh,
-        "cargo run --locked --offline --quiet -p xtask --bin xtask --"
-    ))
+    as_cli(cmd!(sh, "cargo {XTASK_RUN...} --"))
 }
+
+/// cargo's arguments that run `cargo xtask`, quiet and offline (see `xtask_cli`).
+pub const XTASK_RUN: [&str; 8] = [
+    "run",
+    "--locked",
+    "--offline",
+    "--quiet",
+    "-p",
+    "xtask",
+    "--bin",
+    "xtask",
+];
 
 /// `cmd` with every cargo in it offline and quiet, also the one xtask runs for the
 /// publishing crate: its output is then the command's own.

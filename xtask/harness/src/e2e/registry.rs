@@ -121,6 +121,21 @@ pub fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> Result<Pa
     Ok(path)
 }
 
+/// What the e2e registry serves under `reference` (`HOST/REPO:TAG`), as skopeo reads
+/// it with the e2e credentials.
+pub fn served(sh: &Shell, reference: &str) -> Result<Vec<u8>> {
+    let creds = format!("{USER}:{PASSWORD}");
+    let raw = cmd!(
+        sh,
+        "skopeo inspect --raw --tls-verify=false --creds {creds} docker://{reference}"
+    )
+    .quiet()
+    .ignore_stderr()
+    .output()
+    .with_context(|| format!("skopeo found nothing at {reference}"))?;
+    Ok(raw.stdout)
+}
+
 /// `xtask_publish::push::push` of `layout` to `to` (`REGISTRY/REPO[:TAG]`) with the
 /// credentials in `authfile`, as `cargo xtask push` runs it.
 pub fn push(layout: &Path, to: &str, authfile: &Path) -> Result<String> {

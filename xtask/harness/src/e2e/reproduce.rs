@@ -1,7 +1,7 @@
 //! `cargo xtask reproduce`, through its command line, against the loopback registry,
-//! layouts and OCI archives (each verdict the same for all three): an image it can rebuild (exit 0), one whose pause differs by
-//! one string under the same annotations (exit 1, naming the layer), and one whose
-//! revision no clone has (exit 2, one line).
+//! layouts and OCI archives (each verdict the same for all three): an image it can
+//! rebuild (exit 0), one whose pause differs by one string under the same annotations
+//! (exit 1, naming the layer), and one whose revision no clone has (exit 2, one line).
 //!
 //! The images hold one platform, the table's probe (s390x): each reproduce rebuilds
 //! every platform of its image from nothing.
